@@ -12,7 +12,7 @@ carry the same positions, an attention mask and, by default, padding.
 
     python benchmarks/featurize_qa.py [--files a.json b.json] [--tokenizer NAME_OR_PATH]
 
-Defaults: the four real XQuAD files in ../shared/data/real/xquad and the
+Defaults: the four real XQuAD files shipped in xstilts (resources/real/xquad) and the
 shipped tiny tokenizer (a SentencePiece Unigram model like XLM-R's).
 """
 
@@ -28,10 +28,11 @@ import datasets
 from xstilts.config import ModelConfig, TinyModelConfig
 from xstilts.formats.span_qa import SpanQA
 from xstilts.modeling import load_tokenizer
+from xstilts.samples import real_samples
 from xstilts.tasks.readers import read_squad
 from xstilts.tasks.spec import TaskSpec
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "xquad"
+REAL = real_samples() / "xquad"
 
 
 def load_rows(files: list[Path]) -> datasets.Dataset:

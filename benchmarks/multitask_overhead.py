@@ -21,7 +21,7 @@ import datasets
 import torch
 
 from xstilts.config import ModelConfig, RuntimeConfig, TinyModelConfig, TrainingConfig
-from xstilts.demo import paraphrase_example
+from xstilts.demo.smoke import paraphrase_example
 from xstilts.experiment.runtime import get_accelerator
 from xstilts.formats.classification import Classification
 from xstilts.modeling import MultiTaskModel, build_encoder, load_tokenizer

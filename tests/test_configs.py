@@ -8,6 +8,7 @@ import pytest
 
 from xstilts.config import load_config
 from xstilts.experiment.resolve import resolve
+from xstilts.model_store import EMBEDDED_MODELS
 from xstilts.tasks.registry import read_task_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +20,10 @@ def test_example_task_files_load(path):
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_configs_resolve(path, tmp_path):
+def test_shipped_configs_resolve(path, tmp_path, request):
     config = load_config(path, [f"data.data_dir={tmp_path}"])
+    if config.model.name in EMBEDDED_MODELS:
+        request.getfixturevalue("real_model")  # resolving checks that it is installed
     # CCGbank's tag file is the user's own; give the resolver one to read
     (tmp_path / "ccg").mkdir()
     (tmp_path / "ccg" / "tags.txt").write_text("N\nNP\n")

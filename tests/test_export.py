@@ -74,7 +74,6 @@ def test_export_of_a_benchmark_without_runs_is_a_clear_error(tmp_path):
     assert "no finished run of a xtreme-r task" in " ".join(result.output.split())
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="shared/data/real is not beside the project")
 def test_export_a_real_run_through_the_cli(tmp_path, feature_cache):
     config = parse_config(
         {
@@ -99,7 +98,6 @@ def test_export_a_real_run_through_the_cli(tmp_path, feature_cache):
         )
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="shared/data/real is not beside the project")
 def test_exported_predictions_score_the_same_with_xstilts_score(tmp_path, feature_cache):
     config = parse_config(
         {

@@ -552,7 +552,6 @@ def test_squad_sentences_reader(tmp_path: Path) -> None:
         list(read_squad_sentences(path, mode="both"))
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="shared/data/real is not beside the project")
 def test_squad_sentences_on_real_xquad_english() -> None:
     """XQuAD's English file is SQuAD v1.1 dev text: nearly every answer lies in its sentence."""
     path = REAL_DATA / "xquad" / "xquad.en.json"

@@ -14,16 +14,15 @@ import torch
 from xstilts.errors import XstiltsError
 from xstilts.formats import get_format
 from xstilts.formats.span_qa import MISMATCH, SpanQA
+from xstilts.samples import real_samples
 from xstilts.tasks import TaskSpec
 from xstilts.tasks.loading import load_split
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = real_samples()
 XQUAD = REAL / "xquad"
 MAX_LENGTH = 128  # with stride 32 every XQuAD question (up to 82 tiny-tokenizer pieces) fits
 STRIDE = 32
 QUESTIONS_PER_LANGUAGE = 240
-
-needs_real = pytest.mark.skipif(not XQUAD.is_dir(), reason="shared/data/real is not available")
 
 
 def offset_starts(features) -> list[np.ndarray]:
@@ -68,8 +67,6 @@ def encode(fmt, examples, tokenizer, spec, max_length=MAX_LENGTH) -> dict:
 
 @pytest.fixture(scope="module")
 def xquad(tokenizer) -> dict[str, tuple[TaskSpec, datasets.Dataset, dict]]:
-    if not XQUAD.is_dir():
-        pytest.skip("shared/data/real is not available")
     encoded = {}
     for lang in ("en", "de", "zh", "ar"):
         spec, examples = load_xquad(lang)
@@ -89,7 +86,6 @@ def windows_of(features: dict) -> dict[int, list[int]]:
 # encode on real XQuAD
 
 
-@needs_real
 def test_load_split_reads_xquad_rows(xquad) -> None:
     _, examples = load_xquad("en")
     assert len(examples) == 1190
@@ -103,7 +99,6 @@ def test_load_split_reads_xquad_rows(xquad) -> None:
     ]
 
 
-@needs_real
 @pytest.mark.parametrize("lang", ["en", "de", "zh", "ar"])
 def test_answer_positions_cut_the_gold_answer(xquad, lang: str) -> None:
     _, examples, features = xquad[lang]
@@ -146,7 +141,6 @@ def test_answer_positions_cut_the_gold_answer(xquad, lang: str) -> None:
     assert positives == set(range(len(examples)))
 
 
-@needs_real
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_windows_overlap_by_the_stride_and_tile_the_context(xquad, tokenizer, lang) -> None:
     _, examples, features = xquad[lang]
@@ -274,8 +268,6 @@ def _flat_outputs(features: dict, base: float = -10.0, pad: int = 5) -> list[dic
 @pytest.fixture(scope="module")
 def three_window_example(tokenizer):
     """A real XQuAD question whose answer lies in its 2nd window only, of 3 or more."""
-    if not XQUAD.is_dir():
-        pytest.skip("shared/data/real is not available")
     spec, examples = load_xquad("en")
     examples = examples.select(range(120))
     fmt = SpanQA()
@@ -297,7 +289,6 @@ def three_window_example(tokenizer):
     raise AssertionError("no suitable XQuAD example")
 
 
-@needs_real
 def test_predict_finds_the_best_span_in_the_second_window(three_window_example) -> None:
     spec, examples, features = three_window_example
     fmt = SpanQA()
@@ -328,7 +319,6 @@ def test_predict_finds_the_best_span_in_the_second_window(three_window_example) 
     assert context[start_char : start_char + len(predictions[0])] == predictions[0]
 
 
-@needs_real
 def test_predict_respects_max_answer_length(three_window_example) -> None:
     spec, examples, features = three_window_example
     fmt = SpanQA()
@@ -439,7 +429,6 @@ def test_version_2_null_answer_threshold(tokenizer) -> None:
     assert predict(version_2=True, null_score_threshold=-0.6) == [""]
 
 
-@needs_real
 def test_version_2_null_score_is_the_minimum_over_windows(three_window_example) -> None:
     spec, examples, features = three_window_example
     fmt = SpanQA()

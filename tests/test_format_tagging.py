@@ -14,10 +14,11 @@ import torch
 from xstilts.formats import get_format
 from xstilts.formats.tagging import IGNORED, Tagging
 from xstilts.metrics.tagging import seqeval_scores
+from xstilts.samples import real_samples
 from xstilts.tasks import TaskSpec
 from xstilts.tasks.loading import load_split
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = real_samples()
 EN_EWT = REAL / "udpos" / "en_ewt-ud-dev.conllu"
 UPOS = [
     "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
@@ -68,8 +69,6 @@ def pieces(tokenizer, word: str) -> list[int]:
 @pytest.fixture(scope="module")
 def long_sentences(tokenizer) -> tuple[TaskSpec, datasets.Dataset]:
     """Real UD English EWT sentences of 40 words or more."""
-    if not EN_EWT.is_file():
-        pytest.skip("shared/data/real is not available")
     spec = pos_spec(EN_EWT)
     fmt = Tagging()
     loaded = load_split(

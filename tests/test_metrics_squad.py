@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-from pathlib import Path
 
 import pytest
 
@@ -25,10 +24,9 @@ from tests.official_oracles import (
     squad_normalize as _oracle_normalize,
 )
 from xstilts.metrics.squad import normalize_squad_answer, squad_dataset_scores, squad_scores
+from xstilts.samples import real_samples
 
-XQUAD_EN = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "xquad" / "xquad.en.json"
-)
+XQUAD_EN = real_samples() / "xquad" / "xquad.en.json"
 
 
 # --------------------------------------------------------------------------------------

@@ -173,7 +173,6 @@ def _write_choice_task(folder: Path) -> dict:
     }
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="shared/data/real is not beside the project")
 def _write_mlm_task(folder: Path) -> dict:
     """Continued MLM on real German, French and English Tatoeba sentences."""
     (folder / "mlm").mkdir()

@@ -11,6 +11,7 @@ import pytest
 
 from xstilts.errors import XstiltsError
 from xstilts.formats import get_format
+from xstilts.samples import real_samples
 from xstilts.tasks import TaskSpec, load_registry
 from xstilts.tasks.loading import load_split
 from xstilts.tasks.readers import (
@@ -23,8 +24,7 @@ from xstilts.tasks.readers import (
 )
 from xstilts.tasks.registry import TASK_PATH_ENV
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="shared/data/real is not available")
+REAL = real_samples()
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +152,6 @@ def test_squad_question_without_id_is_a_clear_error(tmp_path: Path) -> None:
         list(read_squad(path))
 
 
-@needs_real
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_read_squad_on_real_xquad(lang: str) -> None:
     path = REAL / "xquad" / f"xquad.{lang}.json"
@@ -168,7 +167,6 @@ def test_read_squad_on_real_xquad(lang: str) -> None:
             assert row["context"][start : start + len(answer["text"])] == answer["text"]
 
 
-@needs_real
 def test_catalog_xquad_reads_the_real_file(registry, tmp_path: Path) -> None:
     spec = registry.get("xquad")
     loaded = load(spec, "test", "de", data_dir=REAL)
@@ -309,7 +307,6 @@ def _count_by_hand(path: Path) -> list[tuple[str | None, list[str], list[str]]]:
     return sentences
 
 
-@needs_real
 @pytest.mark.parametrize("name", ["en_ewt-ud-dev.conllu", "de_gsd-ud-dev.conllu"])
 def test_read_conllu_on_real_treebanks(name: str) -> None:
     path = REAL / "udpos" / name
@@ -325,7 +322,6 @@ def test_read_conllu_on_real_treebanks(name: str) -> None:
         assert all("\t" not in t for t in row["tokens"])
 
 
-@needs_real
 def test_real_en_ewt_multiword_tokens_and_empty_nodes() -> None:
     path = REAL / "udpos" / "en_ewt-ud-dev.conllu"
     lines = path.read_text(encoding="utf-8").split("\n")
@@ -403,7 +399,6 @@ def test_read_tatoeba_splits_only_at_newlines(tmp_path: Path, separator: str) ->
     assert [row["text"] for row in rows] == [f"eins{separator}zwei", "drei", "one two", "three"]
 
 
-@needs_real
 @pytest.mark.parametrize(("lang", "code"), [("de", "deu"), ("zh", "cmn"), ("hi", "hin")])
 def test_catalog_tatoeba_on_real_files(registry, lang: str, code: str) -> None:
     examples = load(registry.get("tatoeba"), "test", lang, REAL).examples

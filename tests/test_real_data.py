@@ -1,4 +1,4 @@
-"""QA, tagging and retrieval end to end on the real files in shared/data/real."""
+"""QA, tagging and retrieval end to end on the real samples shipped in resources/real."""
 
 from __future__ import annotations
 
@@ -15,10 +15,6 @@ from xstilts.experiment.pipeline import run_experiment
 from xstilts.metrics.squad import squad_scores
 from xstilts.metrics.tagging import seqeval_scores
 from xstilts.tasks.readers import read_conllu, read_squad
-
-pytestmark = pytest.mark.skipif(
-    not REAL_DATA.is_dir(), reason="shared/data/real is not beside the project"
-)
 
 
 def _config(data_dir: Path, cache: Path, target: dict, **extra) -> object:

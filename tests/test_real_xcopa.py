@@ -1,4 +1,4 @@
-"""XCOPA end to end on the real files of the public release (shared/data/real/xcopa)."""
+"""XCOPA end to end on real files of the public release (shipped in resources/real/xcopa)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ import pytest
 from tests.conftest import REAL_DATA
 from xstilts.config import parse_config
 from xstilts.experiment.pipeline import run_experiment
-
-pytestmark = pytest.mark.skipif(
-    not (REAL_DATA / "xcopa").is_dir(), reason="shared/data/real is not beside the project"
-)
 
 # A few English COPA-format examples (SuperGLUE's COPA/train.jsonl layout), written
 # here because the real COPA training set is not among the shared samples.

@@ -37,9 +37,19 @@ class TinyModelConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    name: str = Field("xlm-roberta-large", description="Hub id or local path of the encoder.")
+    name: str = Field(
+        "xlm-roberta-large",
+        description="Hub id, local path, or an embedded model (xstilts models list).",
+    )
     revision: str | None = None
     tiny: TinyModelConfig | None = Field(None, description="Build a tiny encoder instead.")
+    freeze_embeddings: bool = Field(
+        False,
+        description="Keep the embedding layer fixed in every phase (96M of "
+        "multilingual-e5-small's 118M parameters): less optimizer memory and time, and "
+        "the shared multilingual vocabulary stays aligned.",
+    )
+    freeze_layers: int = Field(0, ge=0, description="Keep the lowest N encoder layers fixed.")
 
     @property
     def display_name(self) -> str:

@@ -56,6 +56,42 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_scratch_dir(parent: Path, prefix: str) -> Path:
+    """A fresh hidden folder with the permissions a plain mkdir would give (mkdtemp's
+    are private, whatever the umask)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o777 & ~current_umask())
+    return path
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file under ``root``, then the folders, so that a rename that follows
+    cannot publish data a crash would lose."""
+    folders = [root]
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            folders.append(path)
+            continue
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    for folder in reversed(folders):
+        fsync_dir(folder)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def settled_dir(target: Path) -> Path | None:
     """The complete version of a folder written by ``atomic_dir``, if there is one."""
     if target.is_dir():

@@ -23,6 +23,7 @@ from xstilts.errors import XstiltsError
 from xstilts.formats import TaskFormat
 from xstilts.formats.base import Batch, Outputs
 from xstilts.io import atomic_dir, atomic_write_json
+from xstilts.model_store import model_location
 
 ENCODER_DIR = "encoder"
 HEADS_FILE = "heads.safetensors"
@@ -64,7 +65,11 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
     if model.tiny is not None:
         return XLMRobertaTokenizerFast(tokenizer_file=str(tiny_tokenizer_path(model.tiny)))
     try:
-        return AutoTokenizer.from_pretrained(model.name, revision=model.revision)
+        # fix_mistral_regex=False: transformers 4.57 warns about Mistral's regex for any
+        # local folder whose config lacks an old transformers_version; it changes nothing.
+        return AutoTokenizer.from_pretrained(
+            model_location(model.name), revision=model.revision, fix_mistral_regex=False
+        )
     except OSError as err:
         raise XstiltsError(
             f"model.name: cannot load a tokenizer for '{model.name}' ({err})"
@@ -74,15 +79,51 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
 def build_encoder(
     model: ModelConfig, tokenizer: PreTrainedTokenizerBase, init_from: Path | None = None
 ) -> PreTrainedModel:
-    """The starting encoder: a previous phase's, a pretrained one, or a tiny random one."""
+    """The starting encoder (a previous phase's, a pretrained one, or a tiny random one),
+    with the parts the config keeps fixed frozen."""
     if init_from is not None:
-        return _pretrained_encoder(str(init_from / ENCODER_DIR), None)
-    if model.tiny is not None:
-        return _tiny_encoder(model.tiny, tokenizer)
-    try:
-        return _pretrained_encoder(model.name, model.revision)
-    except OSError as err:
-        raise XstiltsError(f"model.name: cannot load encoder '{model.name}' ({err})") from None
+        encoder = _pretrained_encoder(str(init_from / ENCODER_DIR), None)
+    elif model.tiny is not None:
+        encoder = _tiny_encoder(model.tiny, tokenizer)
+    else:
+        try:
+            encoder = _pretrained_encoder(model_location(model.name), model.revision)
+        except OSError as err:
+            raise XstiltsError(f"model.name: cannot load encoder '{model.name}' ({err})") from None
+    freeze(encoder, embeddings=model.freeze_embeddings, layers=model.freeze_layers)
+    return encoder
+
+
+def freeze(encoder: PreTrainedModel, *, embeddings: bool, layers: int) -> None:
+    """Stop gradients to the embedding layer and/or the lowest ``layers`` layers."""
+    parts: list[nn.Module] = []
+    if embeddings:
+        embedding_layer = getattr(encoder, "embeddings", None)
+        parts.append(
+            embedding_layer
+            if isinstance(embedding_layer, nn.Module)
+            else encoder.get_input_embeddings()
+        )
+    if layers:
+        stack = _layer_stack(encoder)
+        if layers > len(stack):
+            raise XstiltsError(
+                f"model.freeze_layers: {layers}, but the encoder has {len(stack)} layers"
+            )
+        parts.extend(stack[:layers])
+    for part in parts:
+        part.requires_grad_(False)
+
+
+def _layer_stack(encoder: PreTrainedModel) -> nn.ModuleList:
+    """The encoder's list of transformer layers (``encoder.layer`` for BERT and XLM-R)."""
+    count = getattr(encoder.config, "num_hidden_layers", None)
+    for module in encoder.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise XstiltsError(
+        f"model.freeze_layers: cannot find the layer stack of {type(encoder).__name__}"
+    )
 
 
 def _pretrained_encoder(name: str, revision: str | None) -> PreTrainedModel:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from xstilts.config import (
 from xstilts.errors import XstiltsError
 from xstilts.formats import get_format
 from xstilts.metrics import get_metric
+from xstilts.model_store import model_location
+from xstilts.model_store.catalog import cache_root
 from xstilts.tasks import TaskRegistry, TaskSpec, load_registry
 from xstilts.tasks.loading import with_label_file
-
-CACHE_ENV = "XSTILTS_CACHE_DIR"
 
 
 @dataclass
@@ -64,8 +63,9 @@ def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> R
     resolved.target.training = _fill_defaults(resolved.target.training, target)
     resolved.evaluation.languages = languages
     if resolved.data.cache_dir is None:
-        default = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "xstilts"))
-        resolved.data.cache_dir = default
+        resolved.data.cache_dir = cache_root()
+    if config.model.tiny is None:
+        model_location(config.model.name)  # an embedded model must be installed first
 
     intermediate_name = None
     if resolved.intermediate is not None:

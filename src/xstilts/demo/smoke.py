@@ -1,4 +1,5 @@
-"""The offline demo: the whole pipeline on generated data and a tiny untrained encoder.
+"""The smoke demo (``xstilts demo --smoke``): the whole pipeline on generated data and
+a tiny untrained encoder, in seconds.
 
 It generates a small synthetic four-language paraphrase task (the target) and an
 English NLI-style task (the intermediate), writes them as ordinary JSON-lines

