@@ -510,11 +510,11 @@ def test_local_xcopa_as_xtreme_leaves_it(registry, tmp_path: Path) -> None:
             for i, q in enumerate(["cause", "effect"])
         )  # fmt: skip
 
-    root = tmp_path / "xcopa"
-    write_text(root / "train.en.jsonl", rows("train"))  # COPA, renamed by download_data.sh
-    write_text(root / "val.en.jsonl", rows("val"))
-    write_text(root / "val.qu.jsonl", rows("qu val"))
-    write_text(root / "test.qu.jsonl", rows("qu test"))
+    root = tmp_path / "xcopa"  # exactly as download_data.sh leaves it (REFERENCE section 8)
+    write_text(root / "train-en.jsonl", rows("train"))  # COPA's train set
+    write_text(root / "val-en.jsonl", rows("val"))
+    write_text(root / "val-qu.jsonl", rows("qu val"))
+    write_text(root / "test-qu.jsonl", rows("qu test"))
     xcopa = registry.get("xcopa")
     train = load(xcopa, "train", "en", tmp_path).examples
     assert train["context"] == ["train 0", "train 1"]
@@ -523,6 +523,35 @@ def test_local_xcopa_as_xtreme_leaves_it(registry, tmp_path: Path) -> None:
     assert load(xcopa, "validation", "en", tmp_path).examples["context"][0] == "val 0"
     assert load(xcopa, "validation", "qu", tmp_path).examples["context"][0] == "qu val 0"
     assert load(xcopa, "test", "qu", tmp_path).examples["choices"] == [["a", "b"]] * 2
+
+
+def test_local_mewslix_as_xtreme_leaves_it(registry, tmp_path: Path) -> None:
+    """Per-language mention files (the originals deleted), the candidate set one up."""
+    root = tmp_path / "mewslix"
+    entity = {"entity_id": "Q2", "title": "Merkel", "description": "Eine Politikerin.",
+              "sentence_spans": [{"start": 0, "end": 17}]}  # fmt: skip
+    write_text(root / "candidate_set_entities.jsonl", json.dumps(entity) + "\n")
+    for split in ("dev", "test"):
+        spans = [{"start": 0, "end": 14}]
+        context = {"document_id": "d", "section_id": "s", "language": "de",
+                   "text": "Merkel sprach.", "sentence_spans": spans}  # fmt: skip
+        mention = {"example_id": f"{split}-1", "entity_id": "Q2",
+                   "mention_span": {"start": 0, "end": 6, "text": "Merkel"}}  # fmt: skip
+        line = json.dumps({"context": context, "mentions": [mention]}) + "\n"
+        write_text(root / "wikinews_mentions" / f"{split}-de.jsonl", line)
+    mewslix = registry.get("mewslix")
+    for split in ("validation", "test"):
+        rows = load(mewslix, split, "de", tmp_path).examples
+        assert rows["side"] == ["query", "candidate"]
+        assert rows["relevant"][0] == ["Q2"] and rows["id"][1] == "Q2"
+
+
+def test_every_benchmark_task_lists_its_benchmark_languages(registry: TaskRegistry) -> None:
+    for spec in registry:
+        for benchmark in spec.benchmarks:
+            assert spec.benchmark_languages.get(benchmark), (spec.name, benchmark)
+    udpos = registry.get("udpos").description
+    assert "plus lt, pl, uk, wo and ro from UD v2.7" in udpos
 
 
 def test_xnli_test_tsv_with_or_without_labels(registry, tmp_path: Path) -> None:

@@ -41,7 +41,10 @@ def test_baseline_and_intermediate_runs_write_the_run_layout(tiny_config, tmp_pa
         values = [v["accuracy"] for v in results["languages"].values()]
         assert results["average"] == pytest.approx(sum(values) / 3)
         for lang in ("en", "de", "fr"):
-            lines = (run_dir / "predictions" / "demo_paraphrase" / f"test-{lang}.tsv").read_text()
+            # evaluated on 50 examples: beside the record, not in the submission layout
+            path = run_dir / "evaluations" / "test-max50" / "demo_paraphrase" / f"test-{lang}.tsv"
+            assert results["languages"][lang]["predictions"] == str(path)
+            lines = path.read_text()
             assert lines.splitlines() and set(lines.split()) <= {"0", "1"}
             assert len(lines.splitlines()) == results["languages"][lang]["num_examples"] == 50
 
@@ -124,7 +127,7 @@ def test_evaluating_other_languages_reuses_the_trained_model(tiny_config, tmp_pa
     run_experiment(tiny_config(), tmp_path)
     monkeypatch.setattr(pipeline, "train_phase", lambda *a, **k: pytest.fail("retrained"))
     outcome = run_experiment(tiny_config(evaluation__languages=["es"]), tmp_path)
-    assert set(outcome.results["languages"]) == {"es"}
+    assert set(outcome.results["languages"]) == {"en", "de", "fr", "es"}  # es added
 
 
 def test_second_run_reads_tokenised_features_from_the_cache(tiny_config, tmp_path, monkeypatch):

@@ -235,7 +235,7 @@ def _untrained_f1(config, languages: list[str], out: Path) -> dict[str, float]:
         )
         features = encode_split(loaded, fmt, spec, tokenizer, 128, experiment.cache_dir)
         item = LanguageSplit(lang, EvaluationSet(loaded.examples, features))
-        scores[lang] = evaluator.language(item, "test", out)["f1"]
+        scores[lang] = evaluator.language(item, "test", out / "predictions")["f1"]
     return scores
 
 

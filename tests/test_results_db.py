@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from xstilts.errors import XstiltsError
 from xstilts.experiment import results_db
 from xstilts.experiment.results_db import (
     index_run,
@@ -151,10 +153,13 @@ def test_runs_written_after_a_crash_are_picked_up(grid: Path):
     rows = load_table(grid)
     # a run finished but the writer crashed before indexing it
     _write(_results(grid, ["mnli"], "xnli", 3))
-    # a run whose results.json was cut short mid-write
+    # a run whose results.json was cut short: one error naming it, until it is dealt with
     broken = grid / "runs" / "broken"
     broken.mkdir()
     (broken / "results.json").write_text('{"run_id": "bro')
+    with pytest.raises(XstiltsError, match=r"broken/results\.json: not valid JSON"):
+        load_table(grid)
+    shutil.rmtree(broken)
     synced = load_table(grid)
     assert len(synced) == len(rows) + 6
     assert rebuild(grid) == 13

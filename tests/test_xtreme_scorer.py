@@ -18,6 +18,8 @@ from seqeval.metrics import recall_score as seqeval_recall
 
 from tests.official_oracles import mlqa_evaluate, squad_evaluate
 from xstilts.errors import XstiltsError
+from xstilts.metrics.classification import accuracy
+from xstilts.metrics.retrieval import mean_average_precision_at_k
 from xstilts.metrics.submission import read_json, read_lines, read_tag_sentences, submission_file
 from xstilts.metrics.xtreme import (
     BENCHMARKS,
@@ -886,3 +888,30 @@ def test_token_accuracy_on_request_and_report(tmp_path: Path) -> None:
     assert "====== udpos ======" in report and "------ f1 ------" in report
     assert f"metric: {result['xquad']['avg_metric']:.2f}" in report
     assert f"all_task: {result['all_task']:.2f}" in report
+
+
+# -- the last bit ---------------------------------------------------------------------------
+
+
+def test_accuracy_and_map_divide_before_scaling_as_the_official_script() -> None:
+    """100 * 1 / 3 and 1 / 3 * 100 differ in the last bit; the official script does the
+    latter, and its JSON text is what users diff against."""
+    assert accuracy(["a", "b", "c"], ["a", "x", "y"])["accuracy"] == 1 / 3 * 100
+    assert 1 / 3 * 100 != 100 * 1 / 3
+    ranked = [["x", "a"], ["y", "z"], ["b"]]
+    assert mean_average_precision_at_k(ranked, [["a"], ["q"], ["q"]])["map@20"] == 0.5 / 3 * 100
+
+
+@pytest.mark.parametrize(("benchmark", "seed"), [("xtreme", 11), ("xtreme-r", 12)])
+def test_random_folders_give_the_official_json_text(tmp_path: Path, benchmark, seed) -> None:
+    pred, gold = write_random_folders(tmp_path, benchmark, seed)
+    ours = json.dumps(score_folders(pred, gold, benchmark), indent=2)
+    assert ours == json.dumps(official_output(pred, gold, benchmark), indent=2)
+
+
+def test_a_question_listed_twice_in_the_labels_is_answered_once(tmp_path: Path) -> None:
+    pred, gold = write_hand_folders(tmp_path, "xtreme", skip=("udpos", "panx"))
+    label = task_file(gold, "xquad", "de")
+    write_json(label, squad_file([*XQUAD_GOLD, XQUAD_GOLD[0]]))
+    answered = score_folders(pred, gold, "xtreme")  # strict: every id has its answer
+    assert "xquad" in answered

@@ -73,6 +73,14 @@ def run(
     max_parallel: Annotated[
         int | None, typer.Option("--max-parallel", help="Grids, local executor: runs at once.")
     ] = None,
+    restart_phase: Annotated[
+        str | None,
+        typer.Option(
+            "--restart-phase",
+            help="Experiments: train 'intermediate' (and so target) or 'target' again from "
+            "the start, throwing away its checkpoints, best model and evaluations.",
+        ),
+    ] = None,
 ) -> None:
     """Run one experiment, or a whole grid of them (a config with a 'grid' section).
 
@@ -82,16 +90,20 @@ def run(
     reuses finished ones; failed grid runs are retried.
     """
     from xstilts.config import apply_override, parse_config, read_config_payload
-    from xstilts.experiment.grid import looks_like_grid, parse_grid
-    from xstilts.experiment.grid_runner import run_grid
-    from xstilts.experiment.pipeline import run_experiment
-    from xstilts.experiment.resolve import resolve
 
     _setup_logging()
+    _check_out_folder(out)
+    if max_parallel is not None and max_parallel < 1:
+        raise XstiltsError(f"--max-parallel {max_parallel}: give at least 1 run at a time")
     payload = read_config_payload(config)
     for item in overrides or []:
         apply_override(payload, item)
-    if looks_like_grid(payload):
+    if "grid" in payload:
+        if restart_phase is not None:
+            raise XstiltsError("--restart-phase restarts one experiment, not a grid")
+        from xstilts.experiment.grid import parse_grid
+        from xstilts.experiment.grid_runner import run_grid
+
         grid = parse_grid(payload, str(config))
         results = run_grid(
             grid,
@@ -105,13 +117,18 @@ def run(
         if any(not r.ok for r in results):
             raise typer.Exit(1)
         return
+    # Validated before torch, transformers and datasets are imported: a bad config is
+    # answered in well under a second.
     experiment = parse_config(payload, source=str(config))
+    from xstilts.experiment.pipeline import run_experiment
+    from xstilts.experiment.resolve import resolve
+
     if dry_run:
         resolved = resolve(experiment)
         console.print(resolved.config.to_yaml(), highlight=False)
         console.print(f"run directory: {out / 'runs' / resolved.run_name}")
         return
-    outcome = run_experiment(experiment, out)
+    outcome = run_experiment(experiment, out, restart_phase=restart_phase)
     _print_results([outcome.results])
     console.print(f"run directory: {outcome.run_dir}")
 
@@ -132,6 +149,7 @@ def demo(
     an English intermediate task (UD part-of-speech tagging). About 4 minutes on 2 CPU
     cores, plus a one-time model install."""
     _setup_logging()
+    _check_out_folder(out)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     started = time.perf_counter()
@@ -355,6 +373,7 @@ def export(
     from xstilts.experiment.export import export_submission
 
     _setup_logging()
+    _check_out_folder(out)
     selections = export_submission(source, benchmark, out)
     table = Table(title=f"{benchmark} submission in {out}")
     for column in ("task", "run", "chosen by", "files"):
@@ -417,10 +436,13 @@ def results(
     folders, which stay the source of truth.
     """
     from xstilts.experiment.results_db import load_table, rebuild, run_scores, write_csv
+    from xstilts.experiment.run_folder import failed_runs
 
     if what == "rebuild":
         if grid_dir is None:
             raise XstiltsError("usage: xstilts results rebuild GRID_DIR")
+        if not grid_dir.is_dir():
+            raise XstiltsError(f"no grid folder at {grid_dir}")
         console.print(f"indexed {rebuild(grid_dir)} runs into {grid_dir / 'results.sqlite'}")
         return
     folder = Path(what)
@@ -438,6 +460,11 @@ def results(
     for row in per_run:
         table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
     console.print(table)
+    for failed_dir, status in failed_runs(folder):
+        console.print(
+            f"failed ({status.get('at', '?')}): {failed_dir.name}: {status.get('error')}",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -454,8 +481,14 @@ def report(
     """Write the paper's tables (Markdown, CSV, LaTeX), figures and one HTML page."""
     from xstilts.report import write_report
 
+    _check_out_folder(out)
     for path in write_report(grid_dir, out, target_for_languages=target):
         console.print(str(path))
+
+
+def _check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise XstiltsError(f"--out {out}: not a folder (it is a file); give a folder for the runs")
 
 
 def _print_results(results: list[dict[str, Any]]) -> None:

@@ -18,10 +18,12 @@ from pydantic import (
 )
 
 from xstilts.errors import XstiltsError
+from xstilts.io import read_utf8
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: a learning rate of .inf would otherwise train to NaN quietly.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TinyModelConfig(StrictModel):
@@ -77,6 +79,11 @@ class TrainingConfig(StrictModel):
     max_train_examples: int | None = Field(None, gt=0)
     max_eval_examples: int | None = Field(None, gt=0)
     eval_batch_size: int = Field(64, gt=0)
+    nonfinite_loss: Literal["error", "skip"] = Field(
+        "error",
+        description="A step whose loss or gradient norm is inf or NaN: stop the run with "
+        "an error, or skip the step (no update) and go on, as some prefer with fp16.",
+    )
 
 
 class SamplerConfig(StrictModel):
@@ -225,7 +232,7 @@ def read_config_payload(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise XstiltsError(f"config file not found: {path}")
     try:
-        payload = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        payload = yaml.safe_load(read_utf8(path)) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -7,3 +7,12 @@ class XstiltsError(Exception):
     The CLI prints the message alone and exits with status 2; nothing else is
     caught, so real bugs still show their traceback.
     """
+
+
+class DamagedFile(XstiltsError):
+    """A file of a run folder that cannot be read back (truncated or corrupt)."""
+
+    def __init__(self, path: object, reason: object) -> None:
+        first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else ""
+        super().__init__(f"{path}: damaged, cannot be read ({first_line or type(reason).__name__})")
+        self.path = path

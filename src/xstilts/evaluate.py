@@ -38,9 +38,9 @@ class LanguageSplit:
     """The language's validation split, for formats that calibrate on it (BUCC)."""
 
 
-def prediction_path(run_dir: Path, spec: TaskSpec, fmt: TaskFormat, split: str, lang: str) -> Path:
-    """The XTREME submission layout: predictions/<task>/<split>-<lang>.<ext>."""
-    return run_dir / "predictions" / spec.name / f"{split}-{lang}.{fmt.prediction_suffix}"
+def prediction_path(root: Path, spec: TaskSpec, fmt: TaskFormat, split: str, lang: str) -> Path:
+    """The XTREME submission layout under ``root``: <task>/<split>-<lang>.<ext>."""
+    return root / spec.name / f"{split}-{lang}.{fmt.prediction_suffix}"
 
 
 class Evaluator:
@@ -73,8 +73,8 @@ class Evaluator:
             desc=desc,
         )
 
-    def language(self, item: LanguageSplit, split: str, run_dir: Path) -> dict[str, Any]:
-        """Predict and score one language; write its prediction file."""
+    def language(self, item: LanguageSplit, split: str, predictions_dir: Path) -> dict[str, Any]:
+        """Predict and score one language; write its prediction file in ``predictions_dir``."""
         spec, fmt = self.spec, self.fmt
         calibration = None
         if item.calibration_data is not None:
@@ -84,7 +84,7 @@ class Evaluator:
         data = item.data
         outputs = self.outputs(data, f"evaluate {spec.name}/{item.language}")
         predictions = fmt.predict(spec, data.examples, data.features, outputs, calibration)
-        path = prediction_path(run_dir, spec, fmt, split, item.language)
+        path = prediction_path(predictions_dir, spec, fmt, split, item.language)
         atomic_write_text(path, fmt.render_predictions(spec, data.examples, predictions))
         scores = fmt.score(spec, data.examples, predictions, language=item.language)
         entry: dict[str, Any] = {"num_examples": len(data.examples), "predictions": str(path)}

@@ -11,11 +11,49 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
+from xstilts.errors import XstiltsError
+
+READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
+"""What reading back a truncated or corrupt model or checkpoint file raises."""
+
+
+def read_utf8(path: Path) -> str:
+    """A text file's content, or one error naming the file and the first line that is
+    not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise XstiltsError(not_utf8_message(path, err)) from None
+
+
+def not_utf8_message(path: Path, err: UnicodeDecodeError) -> str:
+    line = first_non_utf8_line(path)
+    where = f"{path}:{line}" if line is not None else str(path)
+    bad = err.object[err.start : err.start + 1] if isinstance(err.object, bytes) else b""
+    return f"{where}: not UTF-8 text (byte {bad!r}); save the file as UTF-8"
+
+
+def first_non_utf8_line(path: Path) -> int | None:
+    try:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        return None
+    return None
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's files are private
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -24,6 +62,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
@@ -42,9 +81,10 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     ``settled_dir`` picks up if the process dies right there.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    scratch = make_scratch_dir(target.parent, f".{target.name}.")
     try:
         yield scratch
+        fsync_tree(scratch)  # a crash after the rename must not find truncated files
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -53,6 +93,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     if target.exists():
         target.rename(old)
     scratch.rename(target)
+    fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

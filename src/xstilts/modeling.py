@@ -19,10 +19,10 @@ from transformers import (
 )
 
 from xstilts.config import ModelConfig, TinyModelConfig
-from xstilts.errors import XstiltsError
+from xstilts.errors import DamagedFile, XstiltsError
 from xstilts.formats import TaskFormat
 from xstilts.formats.base import Batch, Outputs
-from xstilts.io import atomic_dir, atomic_write_json
+from xstilts.io import READ_ERRORS, atomic_dir, atomic_write_json
 from xstilts.model_store import model_location
 
 ENCODER_DIR = "encoder"
@@ -68,7 +68,9 @@ def load_tokenizer(model: ModelConfig) -> PreTrainedTokenizerBase:
         # fix_mistral_regex=False: transformers 4.57 warns about Mistral's regex for any
         # local folder whose config lacks an old transformers_version; it changes nothing.
         return AutoTokenizer.from_pretrained(
-            model_location(model.name), revision=model.revision, fix_mistral_regex=False
+            model_location(model.name, with_tokenizer=True),
+            revision=model.revision,
+            fix_mistral_regex=False,
         )
     except OSError as err:
         raise XstiltsError(
@@ -82,7 +84,10 @@ def build_encoder(
     """The starting encoder (a previous phase's, a pretrained one, or a tiny random one),
     with the parts the config keeps fixed frozen."""
     if init_from is not None:
-        encoder = _pretrained_encoder(str(init_from / ENCODER_DIR), None)
+        try:
+            encoder = _pretrained_encoder(str(init_from / ENCODER_DIR), None)
+        except READ_ERRORS as err:
+            raise DamagedFile(init_from / ENCODER_DIR, err) from None
     elif model.tiny is not None:
         encoder = _tiny_encoder(model.tiny, tokenizer)
     else:
@@ -174,7 +179,10 @@ def save_model(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, target
 
 def load_heads(model: MultiTaskModel, source: Path) -> None:
     """Load saved head weights; heads of other tasks saved alongside are ignored."""
-    state = load_file(str(source / HEADS_FILE))
+    try:
+        state = load_file(str(source / HEADS_FILE))
+    except READ_ERRORS as err:
+        raise DamagedFile(source / HEADS_FILE, err) from None
     missing, _unexpected = model.heads.load_state_dict(state, strict=False)
     missing = [key for key in missing if key not in _tied_head_keys(model)]
     if missing:

@@ -10,11 +10,15 @@ dependency failed is skipped and reported as such.
 from __future__ import annotations
 
 import logging
+import signal
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as connection_wait
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -108,31 +112,78 @@ class LocalExecutor:
         return [done[job.name] for job in jobs]
 
     def _parallel(self, jobs: list[Job], out_root: Path, on_done: OnDone) -> list[JobResult]:
+        """One worker process per job, at most ``max_parallel`` at once. A worker that
+        dies (the OOM killer, a segfault) fails its own job; the others go on."""
         done: dict[str, JobResult] = {}
         waiting = list(jobs)
-        running: dict[Future, Job] = {}
+        running: dict[Job, tuple[BaseProcess, Connection]] = {}
         # spawn, not fork: torch and tokenizers do not survive a fork with threads
-        with ProcessPoolExecutor(self.max_parallel, mp_context=get_context("spawn")) as pool:
-            while waiting or running:
-                for job in _ready(waiting, done):
-                    waiting.remove(job)
-                    failed = _failed_dependency(job, done)
-                    if failed:
-                        done[job.name] = skipped(job, failed)
-                        on_done(done[job.name])
-                    else:
-                        running[pool.submit(execute_job, job, out_root)] = job
-                if not running:
-                    if waiting and not _ready(waiting, done):
-                        names = ", ".join(job.name for job in waiting)
-                        raise RuntimeError(f"jobs wait on dependencies outside the plan: {names}")
-                    continue
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = running.pop(future)
-                    done[job.name] = future.result()
-                    on_done(done[job.name])
+        context = get_context("spawn")
+        try:
+            self._schedule(waiting, running, done, context, out_root, on_done)
+        finally:  # interrupted: stop the workers rather than leave them training
+            for worker, receiver in running.values():
+                worker.terminate()
+                worker.join()
+                receiver.close()
         return [done[job.name] for job in jobs]
+
+    def _schedule(
+        self,
+        waiting: list[Job],
+        running: dict[Job, tuple[BaseProcess, Connection]],
+        done: dict[str, JobResult],
+        context: BaseContext,
+        out_root: Path,
+        on_done: OnDone,
+    ) -> None:
+        while waiting or running:
+            for job in _ready(waiting, done):
+                if len(running) >= self.max_parallel:
+                    break
+                waiting.remove(job)
+                failed = _failed_dependency(job, done)
+                if failed:
+                    done[job.name] = skipped(job, failed)
+                    on_done(done[job.name])
+                    continue
+                receiver, sender = context.Pipe(duplex=False)
+                worker = context.Process(target=_work, args=(job, out_root, sender))
+                worker.start()
+                sender.close()
+                running[job] = (worker, receiver)
+            if not running:
+                if waiting and not _ready(waiting, done):
+                    names = ", ".join(job.name for job in waiting)
+                    raise RuntimeError(f"jobs wait on dependencies outside the plan: {names}")
+                continue
+            ready = connection_wait([receiver for _, receiver in running.values()])
+            for job in [j for j, (_, receiver) in running.items() if receiver in ready]:
+                worker, receiver = running.pop(job)
+                done[job.name] = _collect(job, worker, receiver)
+                on_done(done[job.name])
+
+
+def _work(job: Job, out_root: Path, sender: Connection) -> None:
+    sender.send(execute_job(job, out_root))
+    sender.close()
+
+
+def _collect(job: Job, worker: BaseProcess, receiver: Connection) -> JobResult:
+    """The job's result, or a failure naming how its worker died."""
+    try:
+        result = receiver.recv()
+    except EOFError:  # the worker ended without sending: it was killed or crashed
+        worker.join()
+        code = worker.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit {code}"
+        error = f"the worker process died ({how}) before the run ended"
+        log.error("%s failed: %s (log: %s)", job.name, error, job.log_path)
+        result = JobResult(job.name, False, job.log_path, error=error)
+    finally:
+        receiver.close()
+    worker.join()
+    return result
 
 
 def _ready(waiting: Iterable[Job], done: dict[str, JobResult]) -> list[Job]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from xstilts.errors import XstiltsError
 from xstilts.io import atomic_write_json, read_json
+from xstilts.tasks.spec import TASK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ def find_results(root: Path) -> list[dict[str, Any]]:
     results = []
     for path in paths:
         result = read_json(path)
+        task = result.get("target_task")
+        if not isinstance(task, str) or not TASK_NAME.fullmatch(task):
+            raise XstiltsError(f"{path}: target_task {task!r} is not a task name")
         result["_dir"] = path.parent
         results.append(result)
     return results
@@ -60,7 +64,12 @@ def selection_score(result: dict[str, Any]) -> tuple[str, float | None]:
 def select_runs(results: list[dict[str, Any]], benchmark: str) -> list[Selection]:
     by_task: dict[str, list[dict[str, Any]]] = {}
     for result in results:
-        if benchmark in result.get("benchmarks", []) and result.get("split") == "test":
+        whole_split = (result.get("evaluation") or {}).get("max_examples") is None
+        if (
+            benchmark in result.get("benchmarks", [])
+            and result.get("split") == "test"
+            and whole_split
+        ):
             by_task.setdefault(result["target_task"], []).append(result)
     chosen = []
     for task, candidates in sorted(by_task.items()):

@@ -19,6 +19,8 @@ from pydantic import Field
 
 from xstilts.config import StrictModel, parse_config
 from xstilts.errors import XstiltsError
+from xstilts.experiment import evaluation_records, run_folder
+from xstilts.experiment.evaluation_records import EvaluationKey
 from xstilts.experiment.executors import Job
 from xstilts.experiment.resolve import resolve
 from xstilts.tasks import TaskRegistry, load_registry
@@ -75,6 +77,8 @@ class PlannedRun:
     finished: bool
     config_yaml: str
     depends_on: str | None = None
+    last_error: str | None = None
+    """Why the last attempt failed, when it did (from the run folder's status)."""
 
 
 @dataclass
@@ -111,10 +115,6 @@ class Plan:
                 )
             )
         return jobs
-
-
-def looks_like_grid(payload: Any) -> bool:
-    return isinstance(payload, dict) and "grid" in payload
 
 
 def parse_grid(payload: dict[str, Any], source: str) -> GridConfig:
@@ -165,11 +165,25 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                 config_yaml = config.to_yaml()
                 inter_name = experiment.intermediate_name
                 if inter_name is not None and inter_name not in intermediates:
-                    done = phase_result(out_root / "intermediate" / inter_name).is_file()
+                    inter_dir = out_root / "intermediate" / inter_name
+                    done = phase_result(inter_dir).is_file()
                     intermediates[inter_name] = PlannedRun(
-                        inter_name, "intermediate", option, None, seed, done, config_yaml
+                        inter_name,
+                        "intermediate",
+                        option,
+                        None,
+                        seed,
+                        done,
+                        config_yaml,
+                        last_error=None if done else _last_error(inter_dir),
                     )
-                finished = (out_root / "runs" / experiment.run_name / "results.json").is_file()
+                evaluation = config.evaluation
+                run_dir = out_root / "runs" / experiment.run_name
+                finished = evaluation_records.is_complete(
+                    run_dir,
+                    EvaluationKey(evaluation.split, evaluation.max_examples),
+                    experiment.languages,
+                )
                 targets.append(
                     PlannedRun(
                         experiment.run_name,
@@ -180,9 +194,15 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                         finished,
                         config_yaml,
                         depends_on=inter_name,
+                        last_error=None if finished else _last_error(run_dir),
                     )
                 )
     return Plan([*intermediates.values(), *targets])
+
+
+def _last_error(folder: Path) -> str | None:
+    status = run_folder.read_status(folder)
+    return status.get("error") if status and status.get("state") == "failed" else None
 
 
 def load_grid(path: Path) -> GridConfig:

@@ -49,21 +49,23 @@ def make_executor(
 
 def print_plan(plan: Plan, console: Console) -> None:
     table = Table(title="grid plan")
-    for column in ("runs", "total", "finished", "to run"):
+    for column in ("runs", "total", "finished", "to run", "failed last time"):
         table.add_column(column, justify="left" if column == "runs" else "right")
     for label, runs in (("intermediate", plan.intermediate), ("target", plan.targets)):
         finished = sum(r.finished for r in runs)
-        table.add_row(label, str(len(runs)), str(finished), str(len(runs) - finished))
+        failed = sum(r.last_error is not None for r in runs)
+        table.add_row(label, str(len(runs)), str(finished), str(len(runs) - finished), str(failed))
     console.print(table)
     pending = [r for r in plan.runs if not r.finished]
     if pending:
         listing = Table(title=f"to run ({len(pending)})")
-        for column in ("kind", "option", "target", "seed", "run"):
+        for column in ("kind", "option", "target", "seed", "run", "last attempt"):
             listing.add_column(column, overflow="fold")
         for run in pending[:MAX_LISTED]:
-            listing.add_row(run.kind, run.option, run.target or "-", str(run.seed), run.name)
+            last = f"failed: {run.last_error}" if run.last_error else "-"
+            listing.add_row(run.kind, run.option, run.target or "-", str(run.seed), run.name, last)
         if len(pending) > MAX_LISTED:
-            listing.add_row("...", f"{len(pending) - MAX_LISTED} more", "", "", "")
+            listing.add_row("...", f"{len(pending) - MAX_LISTED} more", "", "", "", "")
         console.print(listing)
 
 

@@ -8,6 +8,7 @@ what it depends on, so every target run that starts from it reuses it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
 from dataclasses import dataclass
@@ -23,7 +24,10 @@ from transformers import PreTrainedTokenizerBase
 from xstilts.config import ExperimentConfig, TaskSettings, TrainingConfig, config_hash
 from xstilts.errors import XstiltsError
 from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit
+from xstilts.experiment import evaluation_records, run_folder
+from xstilts.experiment.evaluation_records import RESULTS_FILE, EvaluationKey
 from xstilts.experiment.resolve import ResolvedExperiment, resolve
+from xstilts.experiment.run_folder import RunLock, damage_hint, marked, restart
 from xstilts.experiment.runtime import get_accelerator, log_to_file
 from xstilts.features import encode_split
 from xstilts.formats import get_format
@@ -37,7 +41,6 @@ from xstilts.train.sampling import sampling_weights
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.yaml"
 
 
@@ -57,8 +60,11 @@ class RunOutcome:
     results: dict[str, Any]
 
 
-def run_experiment(config: ExperimentConfig, out_root: Path) -> RunOutcome:
-    """Run (or finish, or reuse) every phase of one experiment."""
+def run_experiment(
+    config: ExperimentConfig, out_root: Path, restart_phase: str | None = None
+) -> RunOutcome:
+    """Run (or finish, or reuse) every phase of one experiment; ``restart_phase``
+    ('intermediate' or 'target') first throws that phase's work away."""
     experiment = resolve(config)
     run_dir = out_root / "runs" / experiment.run_name
     inter_dir = (
@@ -66,16 +72,22 @@ def run_experiment(config: ExperimentConfig, out_root: Path) -> RunOutcome:
         if experiment.intermediate_name
         else None
     )
-    with log_to_file(run_dir / "run.log"):
-        log.info("run %s", run_dir)
-        atomic_write_text(run_dir / CONFIG_FILE, experiment.config.to_yaml())
-        runner = _Runner(experiment, run_dir, inter_dir)
-        runner.check_inputs()
-        if inter_dir is not None:
-            with log_to_file(inter_dir / "train.log"):
-                runner.train_intermediate()
-        runner.train_target()
-        results = runner.evaluate()
+    with RunLock(run_dir), marked(run_dir):
+        if restart_phase is not None:
+            restart(restart_phase, run_dir, inter_dir)
+        run_folder.clean_scratch(run_dir)
+        with log_to_file(run_dir / "run.log"), damage_hint(inter_dir):
+            log.info("run %s", run_dir)
+            atomic_write_text(run_dir / CONFIG_FILE, experiment.config.to_yaml())
+            runner = _Runner(experiment, run_dir, inter_dir)
+            runner.check_inputs()
+            if inter_dir is not None and not phase_result(inter_dir).is_file():
+                # Shared by every target run that starts from it: locked only to train it.
+                with RunLock(inter_dir), marked(inter_dir), log_to_file(inter_dir / "train.log"):
+                    run_folder.clean_scratch(inter_dir)
+                    runner.train_intermediate()
+            runner.train_target()
+            results = runner.evaluate()
     return RunOutcome(run_dir, results)
 
 
@@ -89,7 +101,10 @@ def run_intermediate_phase(config: ExperimentConfig, out_root: Path) -> Path:
     if experiment.intermediate_name is None:
         raise XstiltsError("this experiment has no intermediate phase")
     inter_dir = out_root / "intermediate" / experiment.intermediate_name
-    with log_to_file(inter_dir / "train.log"):
+    if phase_result(inter_dir).is_file():
+        return inter_dir
+    with RunLock(inter_dir), marked(inter_dir), log_to_file(inter_dir / "train.log"):
+        run_folder.clean_scratch(inter_dir)
         runner = _Runner(experiment, inter_dir, inter_dir)
         runner.check_intermediate_inputs()
         runner.train_intermediate()
@@ -104,7 +119,7 @@ class _Runner:
         self.inter_dir = inter_dir
         self.accelerator: Accelerator = get_accelerator(self.config.runtime)
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.config.model)
-        self.splits: dict[tuple[str, SplitName, str], LoadedSplit] = {}
+        self.splits: dict[tuple[str, SplitName, str, int | None], LoadedSplit] = {}
 
     # -- checks before any training ---------------------------------------------
     def check_inputs(self) -> None:
@@ -140,7 +155,7 @@ class _Runner:
         ]
         if len(parts) == 1:
             return parts[0]
-        key = (spec.name, "train", "+".join(spec.train_languages))
+        key = (spec.name, "train", "+".join(spec.train_languages), training.max_train_examples)
         if key not in self.splits:
             examples = datasets.concatenate_datasets([part.examples for part in parts])
             fingerprint = config_hash({"parts": [part.fingerprint for part in parts]})
@@ -162,7 +177,9 @@ class _Runner:
     def _load(
         self, spec: TaskSpec, split: SplitName, lang: str, max_examples: int | None
     ) -> LoadedSplit:
-        key = (spec.name, split, lang)
+        # The limit is part of the key: a split loaded for one phase with its own limit
+        # must not stand in for the same split with another limit (same config, same numbers).
+        key = (spec.name, split, lang, max_examples)
         if key not in self.splits:
             fmt = get_format(spec.format)
             loaded = load_split(
@@ -171,6 +188,8 @@ class _Runner:
                 lang,
                 fields=fmt.fields,
                 check_row=fmt.check_row(spec),
+                labelled=functools.partial(fmt.is_labelled, spec) if split != "test" else None,
+                subsample=fmt.subsample,
                 mode=self.config.data.source,
                 data_dir=self.config.data.data_dir,
                 max_examples=max_examples,
@@ -229,6 +248,7 @@ class _Runner:
         if phase_result(self.run_dir).is_file():
             log.info("target phase already trained: reusing %s", self.run_dir / BEST_DIR)
             return
+        evaluation_records.clear(self.run_dir)  # they scored a model about to be replaced
         init_from = self.inter_dir / BEST_DIR if self.inter_dir is not None else None
         training = self.config.target.training
         settings = TaskSettings(
@@ -297,8 +317,35 @@ class _Runner:
 
     # -- evaluation ---------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
+        """Score every configured language, reusing the scores of languages already
+        evaluated on the same data with the same split and example limit."""
         cfg = self.config
         spec = self.experiment.target
+        key = EvaluationKey(cfg.evaluation.split, cfg.evaluation.max_examples)
+        record = evaluation_records.load_record(self.run_dir, key)
+        evaluator: Evaluator | None = None
+        for lang in self.experiment.languages:
+            item, data = self._language_split(spec, key.split, lang)
+            previous = record["languages"].get(lang)
+            if previous is not None and previous.get("data") == data:
+                log.info(
+                    "%s %s: already evaluated (%s), reusing the scores", spec.name, lang, key.name
+                )
+                continue
+            log.info("evaluating language %s (%s)", lang, key.name)
+            evaluator = evaluator or self._evaluator(spec)
+            scores = evaluator.language(item, key.split, key.predictions_dir(self.run_dir))
+            record["languages"][lang] = {**scores, "data": data}
+            if self.accelerator.is_main_process:
+                evaluation_records.save_record(self.run_dir, key, record)
+        results = self._results(spec, record)
+        fullest = evaluation_records.fullest_key(self.run_dir, key.split)
+        keeps_fuller = fullest is not None and fullest.fullness() > key.fullness()
+        if self.accelerator.is_main_process and not keeps_fuller:
+            atomic_write_json(self.run_dir / RESULTS_FILE, results)
+        return results
+
+    def _evaluator(self, spec: TaskSpec) -> Evaluator:
         fmt = get_format(spec.format)
         if fmt.trainable:
             best = self.run_dir / BEST_DIR
@@ -307,33 +354,36 @@ class _Runner:
         else:  # zero-shot from the encoder: the intermediate one, or the pretrained one
             model = self._build_model([spec], self.inter_dir / BEST_DIR if self.inter_dir else None)
         model.to(self.accelerator.device)
-        evaluator = Evaluator(
+        return Evaluator(
             model,
             spec,
             fmt,
             tokenizer=self.tokenizer,
-            batch_size=cfg.evaluation.batch_size,
+            batch_size=self.config.evaluation.batch_size,
             device=self.accelerator.device,
         )
-        scores = {}
-        for lang in self.experiment.languages:
-            item = LanguageSplit(lang, self._evaluation_set(spec, cfg.evaluation.split, lang))
-            if fmt.needs_calibration(spec):
-                item.calibration_data = self._evaluation_set(spec, "validation", lang)
-            scores[lang] = evaluator.language(item, cfg.evaluation.split, self.run_dir)
-        results = self._results(spec, scores)
-        if self.accelerator.is_main_process:
-            atomic_write_json(self.run_dir / RESULTS_FILE, results)
-        return results
 
-    def _evaluation_set(self, spec: TaskSpec, split: SplitName, lang: str) -> EvaluationSet:
+    def _language_split(
+        self, spec: TaskSpec, split: SplitName, lang: str
+    ) -> tuple[LanguageSplit, str]:
+        """A language's evaluation data, and a fingerprint of every file it reads."""
+        loaded = self._load(spec, split, lang, self.config.evaluation.max_examples)
+        item = LanguageSplit(lang, self._evaluation_set(spec, loaded))
+        fingerprints = [loaded.fingerprint]
+        if get_format(spec.format).needs_calibration(spec):
+            calibration = self._load(spec, "validation", lang, self.config.evaluation.max_examples)
+            item.calibration_data = self._evaluation_set(spec, calibration)
+            fingerprints.append(calibration.fingerprint)
+        return item, "+".join(fingerprints)
+
+    def _evaluation_set(self, spec: TaskSpec, loaded: LoadedSplit) -> EvaluationSet:
         max_length = self.config.target.training.max_length
         assert max_length is not None
-        loaded = self._load(spec, split, lang, self.config.evaluation.max_examples)
         return EvaluationSet(loaded.examples, self._encode(spec, loaded, max_length))
 
-    def _results(self, spec: TaskSpec, scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _results(self, spec: TaskSpec, record: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
+        scores: dict[str, dict[str, Any]] = record["languages"]
         main_key = get_metric(spec.metric).main_key
         trained = phase_result(self.run_dir).is_file()
         training = read_json(phase_result(self.run_dir)) if trained else None
@@ -341,7 +391,7 @@ class _Runner:
         zero_shot = [v for lang, v in values.items() if lang != "en"]
         english = None
         if "en" in values:
-            english = {"score": values["en"], "split": cfg.evaluation.split}
+            english = {"score": values["en"], "split": record["split"]}
         elif training is not None:
             english = {"score": training["best_score"], "split": "validation"}
         return {
@@ -360,7 +410,8 @@ class _Runner:
             "task_family": spec.family,
             "benchmarks": spec.benchmarks,
             "metric": main_key,
-            "split": cfg.evaluation.split,
+            "split": record["split"],
+            "evaluation": {"split": record["split"], "max_examples": record["max_examples"]},
             "languages": scores,
             "average": statistics.fmean(values.values()) if values else None,
             "average_zero_shot": statistics.fmean(zero_shot) if zero_shot else None,

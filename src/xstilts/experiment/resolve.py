@@ -40,8 +40,11 @@ class ResolvedExperiment:
 
 def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> ResolvedExperiment:
     """``registry``: the tasks, if already loaded from ``config.data.task_files``."""
-    registry = registry or load_registry(config.data.task_files)
     data_dir = config.data.data_dir
+    if data_dir is not None and not data_dir.is_dir():
+        what = "is a file" if data_dir.exists() else "does not exist"
+        raise XstiltsError(f"data.data_dir: {data_dir} {what}; expected the folder of the data")
+    registry = registry or load_registry(config.data.task_files)
     intermediate = []
     if config.intermediate is not None:
         for index, name in enumerate(config.intermediate.tasks):
@@ -65,7 +68,8 @@ def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> R
     if resolved.data.cache_dir is None:
         resolved.data.cache_dir = cache_root()
     if config.model.tiny is None:
-        model_location(config.model.name)  # an embedded model must be installed first
+        # an embedded model must be installed, a local folder must hold a model
+        model_location(config.model.name, with_tokenizer=True)
 
     intermediate_name = None
     if resolved.intermediate is not None:

@@ -25,6 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from xstilts.errors import XstiltsError
+
 log = logging.getLogger(__name__)
 
 DB_NAME = "results.sqlite"
@@ -168,15 +170,17 @@ def _results_files(grid_dir: Path) -> list[Path]:
     return sorted((grid_dir / "runs").glob("*/results.json"))
 
 
-def _read_results(path: Path) -> dict[str, Any] | None:
+def _read_results(path: Path) -> dict[str, Any]:
+    """A run's results, or one error naming a results file that is damaged."""
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        log.warning("skipping unreadable %s: %s", path, err)
-        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise XstiltsError(
+            f"{path}: not valid JSON ({err}); run that run's command again to rewrite it, "
+            "or delete its folder"
+        ) from None
     if not isinstance(payload, dict) or "run_id" not in payload or "target_task" not in payload:
-        log.warning("skipping %s: not a run's results", path)
-        return None
+        raise XstiltsError(f"{path}: not a run's results (no run_id or target_task)")
     return payload
 
 
@@ -190,10 +194,8 @@ def rebuild(grid_dir: Path | str) -> int:
     try:
         with _connect(tmp) as conn:
             for path in _results_files(grid_dir):
-                payload = _read_results(path)
-                if payload is not None:
-                    _insert(conn, payload, path)
-                    count += 1
+                _insert(conn, _read_results(path), path)
+                count += 1
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -215,10 +217,20 @@ def sync(grid_dir: Path | str) -> int:
         if path.parent.name in known:
             continue
         payload = _read_results(path)
-        if payload is not None and payload["run_id"] not in known:
+        if payload["run_id"] not in known:
             index_run(db_path, payload, path)
             added += 1
+    _forget_deleted_runs(db_path)
     return added
+
+
+def _forget_deleted_runs(db_path: Path) -> None:
+    """Drop the rows of runs whose results file is gone (a run folder deleted by hand)."""
+    with _connect(db_path) as conn:
+        paths = conn.execute("SELECT DISTINCT run_id, results_path FROM results").fetchall()
+        gone = [run_id for run_id, path in paths if path is None or not Path(path).is_file()]
+        for run_id in gone:
+            conn.execute("DELETE FROM results WHERE run_id = ?", (run_id,))
 
 
 def load_table(grid_dir: Path | str, *, sync_missing: bool = True) -> list[dict[str, Any]]:

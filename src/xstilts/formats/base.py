@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from xstilts.errors import XstiltsError
 from xstilts.metrics import get_metric
-from xstilts.tasks.loading import FieldSpec, RowCheck
+from xstilts.tasks.loading import FieldSpec, RowCheck, random_subsample
 from xstilts.tasks.spec import TaskSpec
 
 Batch = dict[str, torch.Tensor]
@@ -61,6 +61,16 @@ class TaskFormat(ABC):
     def check_row(self, spec: TaskSpec) -> RowCheck:
         """Validate and normalise one example; raise ValueError with the reason."""
         return lambda row: row
+
+    def subsample(self, examples: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
+        """At most ``size`` examples at random (``max_examples`` and
+        ``max_train_examples`` settings)."""
+        return random_subsample(examples, size, seed)
+
+    def is_labelled(self, spec: TaskSpec, row: dict[str, object]) -> bool:
+        """Whether a checked row carries its gold label (training and validation rows
+        must, unless their source drops them with ``drop_labels``)."""
+        return row.get("label") != UNLABELLED
 
     def prepare_training_examples(
         self, spec: TaskSpec, examples: datasets.Dataset
@@ -193,6 +203,31 @@ def _ones_like(values: list[Any]) -> list[Any]:
 
 def encoder_inputs(batch: Batch) -> dict[str, torch.Tensor]:
     return {key: batch[key] for key in ENCODER_INPUTS if key in batch}
+
+
+def subsample_search(
+    examples: datasets.Dataset,
+    size: int,
+    seed: int,
+    is_query: Sequence[bool],
+    relevant: Sequence[Sequence[str]],
+) -> datasets.Dataset:
+    """``size`` queries at random and a pool of ``size`` candidates that holds every
+    candidate relevant to them (then others at random), in their original order: a
+    smaller search of the same kind, never queries whose answers were dropped."""
+    queries = [i for i, query in enumerate(is_query) if query]
+    if len(queries) <= size:
+        return examples
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(queries, size, replace=False).tolist()
+    wanted = {rid for i in chosen for rid in relevant[i]}
+    ids = examples["id"]
+    pool = [i for i, query in enumerate(is_query) if not query]
+    needed = [i for i in pool if ids[i] in wanted]
+    others = [i for i in pool if ids[i] not in wanted]
+    fill = min(max(0, size - len(needed)), len(others))
+    extra = rng.choice(others, fill, replace=False).tolist() if fill else []
+    return examples.select(sorted(chosen + needed + extra))
 
 
 def label_index(raw: object, labels: Sequence[str]) -> int:

@@ -62,7 +62,14 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from xstilts.errors import XstiltsError
-from xstilts.formats.base import Batch, FeatureOutputs, Outputs, TaskFormat, pad_nested
+from xstilts.formats.base import (
+    Batch,
+    FeatureOutputs,
+    Outputs,
+    TaskFormat,
+    pad_nested,
+    subsample_search,
+)
 from xstilts.metrics import get_metric
 from xstilts.retrieval.search import nearest_neighbors
 from xstilts.tasks.loading import FieldSpec, RowCheck
@@ -299,6 +306,11 @@ class DualEncoder(TaskFormat):
             same &= ~torch.eye(len(group), dtype=torch.bool, device=same.device)
             logits = logits.masked_fill(same, float("-inf"))
         return F.cross_entropy(logits, targets)
+
+    def subsample(self, examples: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
+        """``size`` queries (or pairs) with the candidates relevant to them, and others."""
+        is_query = [side != "candidate" for side in examples["side"]]
+        return subsample_search(examples, size, seed, is_query, examples["relevant"])
 
     # -- predictions ------------------------------------------------------------------
     def predict(

@@ -18,7 +18,14 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from xstilts.formats.base import Batch, FeatureOutputs, Outputs, TaskFormat, encoder_inputs
+from xstilts.formats.base import (
+    Batch,
+    FeatureOutputs,
+    Outputs,
+    TaskFormat,
+    encoder_inputs,
+    subsample_search,
+)
 from xstilts.metrics.retrieval import bucc_f1, tatoeba_accuracy
 from xstilts.retrieval.bucc import (
     apply_threshold,
@@ -100,6 +107,12 @@ class Retrieval(TaskFormat):
         if not 0 <= layer <= depth:
             raise ValueError(f"task '{spec.name}': layer {layer} outside 0..{depth}")
         return MeanPoolLayer(layer)
+
+    def subsample(self, examples: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
+        """``size`` source sentences with their gold targets (and others, to ``size``)."""
+        is_source = [side == "source" for side in examples["side"]]
+        relevant = [[gold] if gold else [] for gold in examples["gold"]]
+        return subsample_search(examples, size, seed, is_source, relevant)
 
     def forward(self, encoder: PreTrainedModel, head: nn.Module, batch: Batch) -> Outputs:
         inputs = encoder_inputs(batch)

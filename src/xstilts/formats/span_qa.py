@@ -53,6 +53,10 @@ class SpanQA(TaskFormat):
 
         return check
 
+    def is_labelled(self, spec: TaskSpec, row: dict[str, object]) -> bool:
+        """An answer; in SQuAD v2.0 no answer is a label too (unanswerable)."""
+        return bool(row["answers"]) or self.options(spec)["version_2"]
+
     def prepare_training_examples(
         self, spec: TaskSpec, examples: datasets.Dataset
     ) -> tuple[datasets.Dataset, dict[str, int]]:

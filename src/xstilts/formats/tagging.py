@@ -60,6 +60,9 @@ class Tagging(TaskFormat):
 
         return check
 
+    def is_labelled(self, spec: TaskSpec, row: dict[str, object]) -> bool:
+        return bool(row["tags"])
+
     def encode(
         self,
         batch: dict[str, list[Any]],

@@ -80,4 +80,4 @@ def mean_average_precision_at_k(
     if not ranked:
         raise ValueError("no queries to score")
     scores = [average_precision_at_k(r, g, k) for r, g in zip(ranked, relevant, strict=True)]
-    return {f"map@{k}": 100.0 * sum(scores) / len(scores)}
+    return {f"map@{k}": sum(scores) / len(scores) * 100}  # divided first, as officially

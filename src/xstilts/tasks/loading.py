@@ -13,6 +13,7 @@ from pathlib import Path
 import datasets
 
 from xstilts.errors import XstiltsError
+from xstilts.io import first_non_utf8_line, not_utf8_message, read_utf8
 from xstilts.tasks.readers import READERS, Row, infer_file_format
 from xstilts.tasks.spec import DataSource, SourceMode, SplitName, TaskSpec
 
@@ -23,6 +24,18 @@ RowCheck = Callable[[dict[str, object]], dict[str, object]]
 
 Raises ValueError with a short reason; the loader adds where the row came from.
 """
+LabelCheck = Callable[[dict[str, object]], bool]
+"""Format-provided: whether a checked example has its gold label."""
+Subsample = Callable[[datasets.Dataset, int, int], datasets.Dataset]
+"""Format-provided: at most n of the examples, chosen with a seed."""
+
+
+def random_subsample(examples: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
+    """At most ``size`` examples, drawn with ``seed``: the default ``Subsample``."""
+    if len(examples) <= size:
+        return examples
+    return examples.shuffle(seed=seed).select(range(size))
+
 
 ID_FIELD = "id"
 
@@ -56,12 +69,18 @@ def load_split(
     *,
     fields: FieldSpec,
     check_row: RowCheck,
+    labelled: LabelCheck | None = None,
+    subsample: Subsample = random_subsample,
     mode: SourceMode = "hub",
     data_dir: Path | None = None,
     max_examples: int | None = None,
     subsample_seed: int = 0,
 ) -> LoadedSplit:
-    """Read, validate and normalise one split of one task in one language."""
+    """Read, validate and normalise one split of one task in one language.
+
+    With ``labelled``, every example must have its gold label: one without is an
+    error naming its file and line, unless its source lists the raw value in
+    ``drop_labels`` (then it is dropped and counted)."""
     where = f"task '{spec.name}', split '{split}', language '{lang}'"
     sources = spec.sources(split, lang, mode)
     if not sources:
@@ -70,7 +89,9 @@ def load_split(
     dropped = 0
     digests = []
     for source in sources:
-        found, lost, digest = _read_source(spec, source, where, fields, check_row, data_dir)
+        found, lost, digest = _read_source(
+            spec, source, where, fields, check_row, labelled, data_dir
+        )
         rows.extend(found)
         dropped += lost
         digests.append(digest)
@@ -81,7 +102,7 @@ def load_split(
         raise XstiltsError(f"{where} is empty: no examples in {described}")
     examples = datasets.Dataset.from_list(rows)
     if max_examples is not None and len(examples) > max_examples:
-        examples = examples.shuffle(seed=subsample_seed).select(range(max_examples))
+        examples = subsample(examples, max_examples, subsample_seed)
         digests.append(f"subsample={max_examples}@{subsample_seed}")
     fingerprint = hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
     return LoadedSplit(spec.name, split, lang, examples, fingerprint, dropped)
@@ -93,6 +114,7 @@ def _read_source(
     where: str,
     fields: FieldSpec,
     check_row: RowCheck,
+    labelled: LabelCheck | None,
     data_dir: Path | None,
 ) -> tuple[list[dict[str, object]], int, str]:
     if source.hub is not None:
@@ -117,6 +139,13 @@ def _read_source(
             example = check_row(example)
         except ValueError as err:
             raise XstiltsError(f"{location}: {err} (task '{spec.name}')") from None
+        if labelled is not None and not labelled(example):
+            raw = _raw_value(row, label_column) if isinstance(label_column, str) else None
+            raise XstiltsError(
+                f"{location}: this example has no gold label (task '{spec.name}'); "
+                "training and validation need one on every row (to drop such rows, "
+                f"list their raw label {raw or ''!r} in the data source's drop_labels)"
+            )
         example[ID_FIELD] = str(example.get(ID_FIELD) or index)
         examples.append(example)
     return examples, dropped, digest + json.dumps(source.model_dump(), sort_keys=True)
@@ -146,10 +175,7 @@ def _local_rows(
             tried.append(path)
             if path.is_file():
                 companions = {
-                    role: path.parent / Path(name).name
-                    if not Path(name).is_absolute()
-                    else Path(name)
-                    for role, name in source.companions.items()
+                    role: _companion_path(path, names) for role, names in source.companions.items()
                 }
                 fmt = source.file_format or infer_file_format(path)
                 rows = READERS[fmt](
@@ -164,10 +190,26 @@ def _local_rows(
                     (f"{path}:{where}" if isinstance(where, int) else where, row)
                     for where, row in rows
                 )
-                return located, digest
+                return _utf8_named(located, [path, *companions.values()]), digest
     listed = ", ".join(str(p) for p in tried)
     hint = "" if data_dir else "; set data.data_dir to the folder that holds the task's files"
     raise XstiltsError(f"{where}: data file not found (looked for {listed}){hint}")
+
+
+def _companion_path(path: Path, names: str | list[str]) -> Path:
+    """The first candidate that exists, relative to the main file's folder (the last
+    candidate if none does: the reader names it as missing)."""
+    candidates = [path.parent / name for name in ([names] if isinstance(names, str) else names)]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+def _utf8_named(located: Iterator[tuple[str, Row]], paths: list[Path]) -> Iterator[tuple[str, Row]]:
+    """The rows, with a file that is not UTF-8 reported by name and line."""
+    try:
+        yield from located
+    except UnicodeDecodeError as err:
+        culprit = next((p for p in paths if first_non_utf8_line(p) is not None), paths[0])
+        raise XstiltsError(not_utf8_message(culprit, err)) from None
 
 
 def _file_digest(path: Path) -> str:
@@ -198,10 +240,12 @@ def _lookup(row: Row, column: str) -> object:
 
 
 def _raw_value(row: Row, column: str) -> str | None:
+    """The column's value as text: an empty cell and a JSON null both read as ""."""
     try:
-        return str(_lookup(row, column))
+        value = _lookup(row, column)
     except KeyError:
         return None
+    return "" if value is None else str(value)
 
 
 def _extract(row: Row, source: DataSource, fields: FieldSpec) -> dict[str, object]:
@@ -214,7 +258,7 @@ def _extract(row: Row, source: DataSource, fields: FieldSpec) -> dict[str, objec
             else:
                 value = _lookup(row, column)
         except KeyError as missing:
-            if field in fields.required:
+            if field in fields.required or field in source.columns:
                 available = ", ".join(sorted(row))
                 raise ValueError(
                     f"no column {missing} for field '{field}' (columns: {available}); "
@@ -236,7 +280,7 @@ def with_label_file(spec: TaskSpec, data_dir: Path | None) -> TaskSpec:
         return spec
     for path in _candidate_paths(Path(spec.label_file), spec, data_dir):
         if path.is_file():
-            labels = [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+            labels = [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
             if not labels:
                 raise XstiltsError(f"{path}: the label file of task '{spec.name}' is empty")
             return spec.model_copy(update={"labels": labels})

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from xstilts.errors import XstiltsError
+from xstilts.io import read_utf8
 from xstilts.tasks.spec import TaskSpec
 
 TASK_PATH_ENV = "XSTILTS_TASK_FILES"
@@ -56,7 +57,7 @@ def read_task_file(path: Path) -> list[TaskSpec]:
     if not path.is_file():
         raise XstiltsError(f"task file not found: {path}")
     try:
-        payload = yaml.safe_load(path.read_text(encoding="utf-8"))
+        payload = yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,9 @@ FileFormat = Literal[
     "mewslix_mentions",
 ]
 LANG_PLACEHOLDER = "{lang}"
+PLAIN_LANGUAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+PLAIN_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 CODE_PLACEHOLDER = "{code}"
 
 
@@ -51,10 +55,10 @@ class DataSource(BaseModel):
     file_format: FileFormat | None = Field(None, description="Inferred from the suffix if unset.")
     header: bool = Field(True, description="tsv/csv: the first line names the columns.")
     column_names: list[str] | None = Field(None, description="tsv/csv column names if no header.")
-    companions: dict[str, str] = Field(
+    companions: dict[str, str | list[str]] = Field(
         default_factory=dict,
-        description="Further files a multi-file reader needs (tatoeba, bucc), by role: "
-        "file names in the folder of 'path'.",
+        description="Further files a multi-file reader needs (tatoeba, bucc, mewslix), by "
+        "role: paths relative to the folder of 'path' (a list: the first that exists).",
     )
     reader_options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword options of the file reader."
@@ -137,7 +141,7 @@ class TaskSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    name: str = Field(pattern=rf"^{TASK_NAME.pattern}$")
     description: str = ""
     family: str = Field(description="Group for reports: nli, paraphrase, qa, commonsense, ...")
     format: str = Field(description="How examples become features: classification, ...")
@@ -171,6 +175,26 @@ class TaskSpec(BaseModel):
     splits: dict[SplitName, SplitSources] = Field(default_factory=dict)
     origin: str = Field("built-in", description="The file the spec was read from.")
     base_dir: Path | None = Field(None, description="Relative local paths may resolve here.")
+
+    @model_validator(mode="after")
+    def _names_are_plain(self) -> TaskSpec:
+        """Language codes and their file names become parts of paths (predictions, the
+        feature cache, data files): letters, digits, '_', '-' (and '.' in codes) only."""
+        named = {
+            "languages": self.languages,
+            "train_languages": self.train_languages,
+            "codes": list(self.codes),
+        }
+        for benchmark, langs in self.benchmark_languages.items():
+            named[f"benchmark_languages['{benchmark}']"] = langs
+        for key, langs in named.items():
+            bad = [lang for lang in langs if not PLAIN_LANGUAGE.fullmatch(lang)]
+            if bad:
+                raise ValueError(f"{key}: {bad[0]!r} is not a language code (letters, digits, _ -)")
+        bad_codes = [code for code in self.codes.values() if not PLAIN_CODE.fullmatch(code)]
+        if bad_codes:
+            raise ValueError(f"codes: {bad_codes[0]!r} is not a plain name (no '/' or '..')")
+        return self
 
     @model_validator(mode="after")
     def _benchmark_languages_known(self) -> TaskSpec:

@@ -8,6 +8,8 @@ a resumed run continues exactly where the saved one stood.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from xstilts.io import atomic_dir, atomic_write_json, read_json, settled_dir
+from xstilts.errors import DamagedFile
+from xstilts.io import READ_ERRORS, atomic_dir, atomic_write_json, read_json, settled_dir
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
@@ -60,15 +63,29 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> dict[str, Any]:
-    """Restore everything saved by ``save_checkpoint``; return the loop state."""
-    saved = read_json(source / STATE_FILE)
-    load_model(model, str(source / MODEL_FILE))
-    optimizer.load_state_dict(
-        _join_optimizer_state(load_file(str(source / OPTIMIZER_TENSORS)), saved["optimizer"])
-    )
-    scheduler.load_state_dict(saved["scheduler"])
-    _restore_rng(load_file(str(source / RNG_TENSORS)), saved["rng"])
-    return saved["loop"]
+    """Restore everything saved by ``save_checkpoint``; return the loop state. A file
+    that cannot be read is a ``DamagedFile`` error naming it."""
+    with _reading(source / STATE_FILE):
+        saved = read_json(source / STATE_FILE)
+        loop_state, optimizer_rest = saved["loop"], saved["optimizer"]
+        scheduler_state, rng_rest = saved["scheduler"], saved["rng"]
+    with _reading(source / MODEL_FILE):
+        load_model(model, str(source / MODEL_FILE))
+    with _reading(source / OPTIMIZER_TENSORS):
+        optimizer_tensors = load_file(str(source / OPTIMIZER_TENSORS))
+        optimizer.load_state_dict(_join_optimizer_state(optimizer_tensors, optimizer_rest))
+    scheduler.load_state_dict(scheduler_state)
+    with _reading(source / RNG_TENSORS):
+        _restore_rng(load_file(str(source / RNG_TENSORS)), rng_rest)
+    return loop_state
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except READ_ERRORS as err:
+        raise DamagedFile(path, err) from None
 
 
 def _split_optimizer_state(

@@ -22,6 +22,7 @@ from accelerate.utils import set_seed
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from xstilts.config import TrainingConfig
+from xstilts.errors import XstiltsError
 from xstilts.formats import TaskFormat
 from xstilts.inference import run_inference
 from xstilts.io import atomic_write_json
@@ -67,6 +68,11 @@ class LoopState:
     evals_since_best: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    running_loss: float = 0.0
+    """Sum of step losses since the last logged one (checkpointed, so a resumed run
+    logs the same means)."""
+    loss_log: list[dict[str, float]] = field(default_factory=list)
+    skipped_steps: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,7 +152,6 @@ def train_phase(
         disable=not accelerator.is_main_process,
     )
     log_every = max(1, total_steps // 20)
-    running_loss = 0.0
     while state.step < total_steps and not state.stopped_early:
         task_index = sampler.task_for_step(state.step)
         task = tasks[task_index]
@@ -165,25 +170,34 @@ def train_phase(
                 loss = task.fmt.loss(outputs, batch) / accumulation
                 accelerator.backward(loss)
             step_loss += loss.item()
-        if config.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
-        optimizer.step()
+        norm = None
+        if config.max_grad_norm is not None and math.isfinite(step_loss):
+            norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm))
+        problem = _nonfinite(step_loss, norm)
+        if problem is None:
+            optimizer.step()
+        else:
+            _on_nonfinite(problem, state.step + 1, task.spec.name, config.nonfinite_loss)
+            state.skipped_steps.append(state.step + 1)
+            step_loss = 0.0
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.streams = [s.position for s in streams]
-        running_loss += step_loss
+        state.running_loss += step_loss
         progress.update(1)
         progress.set_postfix(loss=f"{step_loss:.4f}", task=task.spec.name)
         if state.step % log_every == 0:
+            mean_loss = state.running_loss / log_every
+            state.loss_log.append({"step": state.step, "loss": mean_loss})
             log.info(
                 "step %d/%d  loss %.4f  lr %.3g",
                 state.step,
                 total_steps,
-                running_loss / log_every,
+                mean_loss,
                 scheduler.get_last_lr()[0],
             )
-            running_loss = 0.0
+            state.running_loss = 0.0
 
         finished = state.step == total_steps
         if state.step % eval_every == 0 or finished:
@@ -202,7 +216,9 @@ def train_phase(
         "best_step": state.best_step,
         "best_score": state.best_score,
         "stopped_early": state.stopped_early,
+        "skipped_steps": state.skipped_steps,
         "validation": state.history,
+        "train_loss": state.loss_log,
     }
     if accelerator.is_main_process:
         atomic_write_json(phase_result(phase_dir), result)
@@ -268,6 +284,25 @@ def _validate_and_track(
             state.stopped_early = True
             log.info("early stopping: no improvement in %d validations", patience)
     accelerator.wait_for_everyone()
+
+
+def _nonfinite(loss: float, grad_norm: float | None) -> str | None:
+    if not math.isfinite(loss):
+        return f"the loss of task '{{task}}' is {loss}"
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        return f"the gradient norm of task '{{task}}' is {grad_norm}"
+    return None
+
+
+def _on_nonfinite(problem: str, step: int, task: str, policy: str) -> None:
+    """Stop the run (policy 'error') or log the step as skipped (policy 'skip')."""
+    what = f"step {step}: {problem.format(task=task)}"
+    if policy == "error":
+        raise XstiltsError(
+            f"{what}; the run diverged (lower the learning rate, or set "
+            "training.nonfinite_loss: skip to skip such steps)"
+        )
+    log.warning("%s; step skipped", what)
 
 
 def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
