@@ -10,15 +10,9 @@ import pytest
 from seqeval.metrics import f1_score, precision_score, recall_score
 
 from xstilts.metrics.tagging import seqeval_scores, token_accuracy
+from xstilts.samples import real_samples
 
-EN_EWT_DEV = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "real"
-    / "udpos"
-    / "en_ewt-ud-dev.conllu"
-)
+EN_EWT_DEV = real_samples() / "udpos" / "en_ewt-ud-dev.conllu"
 UPOS = [
     "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
     "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
