@@ -59,6 +59,15 @@ def real_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The stand-in tasks cut from the shipped real samples: (data_dir, task_file)."""
+    from xstilts.samples import write_stand_ins
+
+    data_dir = tmp_path_factory.mktemp("stand-ins")
+    return data_dir, write_stand_ins(data_dir)
+
+
+@pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The demo's generated four-language data: (data_dir, task_file)."""
     data_dir = tmp_path_factory.mktemp("demo-data")

@@ -284,8 +284,8 @@ def test_crashed_multitask_phase_resumes_with_identical_metrics(tiny_config, tmp
     reference = run_experiment(config(), tmp_path / "uninterrupted")
     real_save = loop.save_checkpoint
 
-    def save_then_crash(target, model, optimizer, scheduler, state):
-        real_save(target, model, optimizer, scheduler, state)
+    def save_then_crash(target, model, optimizer, scheduler, state, *objectives):
+        real_save(target, model, optimizer, scheduler, state, *objectives)
         if state["step"] == 8 and "intermediate" in str(target):
             raise KeyboardInterrupt("simulated kill")
 

@@ -92,8 +92,8 @@ def test_crashed_run_resumes_from_its_checkpoint_with_identical_metrics(
     real_save = loop.save_checkpoint
     saved_steps: list[int] = []
 
-    def save_then_crash(target, model, optimizer, scheduler, state):
-        real_save(target, model, optimizer, scheduler, state)
+    def save_then_crash(target, model, optimizer, scheduler, state, *objectives):
+        real_save(target, model, optimizer, scheduler, state, *objectives)
         saved_steps.append(state["step"])
         if state["step"] == 9:
             raise KeyboardInterrupt("simulated kill")

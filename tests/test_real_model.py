@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,11 +22,11 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerFast, XLMRobertaTokenizerFast
 
+from tests.task_fixtures import EVERY_FORMAT, every_format_data
 from xstilts.config import parse_config
 from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit
 from xstilts.experiment.pipeline import run_experiment
@@ -37,7 +36,7 @@ from xstilts.formats import get_format
 from xstilts.metrics import get_metric
 from xstilts.model_store.catalog import cache_root
 from xstilts.modeling import MultiTaskModel, build_encoder, load_tokenizer
-from xstilts.samples import real_samples, write_stand_ins
+from xstilts.samples import real_samples
 from xstilts.tasks.loading import load_split
 
 MODEL = "multilingual-e5-small"
@@ -124,12 +123,6 @@ def test_tokenizer_ids_equal_the_genuine_tokenizer(real_model, oracle_tokenizer)
     assert ours(pairs)["input_ids"] == oracle_tokenizer(pairs)["input_ids"]
     oracle_file = cache_root() / "test-oracles" / "tokenizer.json"
     assert _charsmap_entries(real_model / "tokenizer.json") == _charsmap_entries(oracle_file)
-
-
-@pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    data_dir = tmp_path_factory.mktemp("stand-ins")
-    return data_dir, write_stand_ins(data_dir)
 
 
 def _config(stand_ins: tuple[Path, Path], cache: Path, **sections: Any):
@@ -244,16 +237,8 @@ def test_every_trainable_format_trains_and_evaluates_on_it(
 ):
     """One multi-task phase over six formats (classification, tagging, span QA, dual
     encoder, MLM through the model's missing MLM head), then a multiple-choice target."""
-    data_dir, stand_in_tasks = stand_ins
-    demo_dir, demo_tasks = demo_data
-    extra = tmp_path / "tasks.yaml"
-    extra.write_text(yaml.safe_dump({"tasks": [_pairs_task(), _mlm_task(tmp_path)]}))
-    copa_dir = tmp_path / "COPA"
-    copa_dir.mkdir()
-    for name in ("train.jsonl", "val.jsonl"):
-        (copa_dir / name).write_text("".join(json.dumps(row) + "\n" for row in COPA * 4))
-    shutil.copytree(real_samples() / "xcopa", tmp_path / "xcopa")
-    intermediate = ["demo_nli", "ud_pos", "xquad_sentences", "xquad_pairs", "tatoeba_mlm"]
+    task_files = every_format_data(tmp_path, stand_ins, demo_data)
+    intermediate = [task for task in EVERY_FORMAT if task != "xcopa"]
     small = {"max_train_examples": 64, "max_eval_examples": 24, "batch_size": 8}
     config = parse_config(
         {
@@ -272,14 +257,11 @@ def test_every_trainable_format_trains_and_evaluates_on_it(
             "data": {
                 "source": "local",
                 "data_dir": str(tmp_path),
-                "task_files": [str(demo_tasks), str(stand_in_tasks), str(extra)],
+                "task_files": [str(path) for path in task_files],
                 "cache_dir": str(feature_cache),
             },
         }
     )
-    for folder in ("ud_pos", "xquad_sentences"):
-        (tmp_path / folder).symlink_to(data_dir / folder)
-    (tmp_path / "demo").symlink_to(demo_dir / "demo")
     outcome = run_experiment(config, tmp_path / "runs")
 
     inter_dir = tmp_path / "runs" / "intermediate" / outcome.results["intermediate_run"]
@@ -294,61 +276,3 @@ def test_every_trainable_format_trains_and_evaluates_on_it(
     key = "embeddings.word_embeddings.weight"
     assert torch.equal(trained[key], pretrained[key])  # frozen, as configured
     assert 0 <= outcome.results["languages"]["it"]["accuracy"] <= 100
-
-
-COPA = [
-    {"premise": "The man turned on the faucet.", "choice1": "The toilet filled with water.",
-     "choice2": "Water flowed from the spout.", "question": "effect", "label": 1},
-    {"premise": "The girl found a bug in her cereal.", "choice1": "She poured milk in the bowl.",
-     "choice2": "She lost her appetite.", "question": "effect", "label": 1},
-    {"premise": "The woman retired.", "choice1": "She received her pension.",
-     "choice2": "She paid off her mortgage.", "question": "effect", "label": 0},
-    {"premise": "I wanted to conserve energy.", "choice1": "I swept the floor.",
-     "choice2": "I shut off the light.", "question": "effect", "label": 1},
-]  # fmt: skip
-
-
-def _pairs_task() -> dict[str, Any]:
-    """Dual-encoder retrieval of the answer sentence, LAReQA-style, on XQuAD sentences."""
-    source = {"file_format": "squad_sentences"}
-    return {
-        "name": "xquad_pairs",
-        "family": "retrieval",
-        "format": "dual_encoder",
-        "metric": "map@20",
-        "languages": ["en"],
-        "max_length": 64,
-        "options": {"max_query_length": 32},
-        "splits": {
-            "train": {"local": {**source, "path": "xquad_sentences/train-en.json"}},
-            "validation": {
-                "local": {
-                    **source,
-                    "path": "xquad_sentences/validation-en.json",
-                    "reader_options": {"mode": "retrieval"},
-                }
-            },
-        },
-    }
-
-
-def _mlm_task(folder: Path) -> dict[str, Any]:
-    """Continued MLM on German and English Tatoeba sentences."""
-    (folder / "mlm").mkdir()
-    for lang, code in (("en", "deu-eng.eng"), ("de", "deu-eng.deu")):
-        lines = (real_samples() / "tatoeba" / f"tatoeba.{code}").read_text("utf-8").splitlines()
-        (folder / "mlm" / f"{lang}.train.txt").write_text("\n".join(lines[:200]) + "\n")
-        (folder / "mlm" / f"{lang}.valid.txt").write_text("\n".join(lines[200:240]) + "\n")
-    return {
-        "name": "tatoeba_mlm",
-        "family": "mlm",
-        "format": "mlm",
-        "metric": "mlm_accuracy",
-        "languages": ["en", "de"],
-        "train_languages": ["en", "de"],
-        "max_length": 48,
-        "splits": {
-            "train": {"local": {"path": "mlm/{lang}.train.txt"}},
-            "validation": {"local": {"path": "mlm/{lang}.valid.txt"}},
-        },
-    }

@@ -236,8 +236,8 @@ def test_the_logged_loss_is_the_same_after_a_resume(tiny_config, tmp_path, monke
 
     real_save = loop.save_checkpoint
 
-    def save_then_crash(target, model, optimizer, scheduler, state):
-        real_save(target, model, optimizer, scheduler, state)
+    def save_then_crash(target, model, optimizer, scheduler, state, *objectives):
+        real_save(target, model, optimizer, scheduler, state, *objectives)
         if state["step"] == 8:
             raise KeyboardInterrupt("simulated kill")
 

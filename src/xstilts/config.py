@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -60,6 +61,83 @@ class ModelConfig(StrictModel):
         return f"tiny-xlmr-h{self.tiny.hidden_size}-l{self.tiny.num_layers}"
 
 
+# Each method's options and their defaults (the values its paper or reference code uses).
+ADVERSARIAL_OPTIONS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "fgm": {"epsilon": 1.0},
+    "pgd": {"epsilon": 1.0, "step_size": 0.3, "steps": 3, "norm": "l2"},
+    "freelb": {"steps": 3, "step_size": 0.1, "init_magnitude": 0.1, "epsilon": 0.0, "norm": "l2"},
+    "smart": {"lambda": 1.0, "sigma": 1e-5, "step_size": 1e-3, "steps": 1, "beta": 0.99, "mu": 0.0},
+    "r3f": {"lambda": 1.0, "sigma": 1e-5, "noise": "normal"},
+}
+
+
+class AdversarialConfig(StrictModel):
+    """Adversarial (or noise) training in the space of the input embeddings.
+
+    fgm (Miyato et al. 2017), pgd (Madry et al. 2018), freelb (Zhu et al. 2020),
+    smart (Jiang et al. 2020; mu > 0 adds its Bregman proximal point term) and r3f
+    (Aghajanyan et al. 2021); 'none' is standard training (to switch one task of a
+    multi-task phase off). Options a method does not have are an error; unset ones take
+    the method's defaults (ADVERSARIAL_OPTIONS), written into the resolved config.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        allow_inf_nan=False,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+    method: Literal["none", "fgm", "pgd", "freelb", "smart", "r3f"]
+    epsilon: float | None = Field(None, ge=0, description="Radius of the perturbation ball.")
+    step_size: float | None = Field(None, gt=0, description="Ascent step size.")
+    steps: int | None = Field(None, gt=0, description="Ascent steps (FreeLB: forward passes).")
+    norm: Literal["l2", "linf"] | None = None
+    init_magnitude: float | None = Field(None, ge=0, description="FreeLB: random start size.")
+    weight: float | None = Field(None, alias="lambda", ge=0, description="Regulariser weight.")
+    sigma: float | None = Field(None, gt=0, description="Noise scale (SMART, R3F).")
+    noise: Literal["normal", "uniform"] | None = None
+    beta: float | None = Field(None, ge=0, lt=1, description="SMART: teacher momentum.")
+    mu: float | None = Field(None, ge=0, description="SMART: proximal point weight (0: off).")
+
+    @model_validator(mode="after")
+    def _options_of_the_method(self) -> AdversarialConfig:
+        allowed = ADVERSARIAL_OPTIONS[self.method]
+        given = {_option_name(name) for name in self.model_fields_set} - {"method"}
+        unknown = sorted(given - set(allowed))
+        if unknown:
+            names = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(
+                f"{', '.join(unknown)} is not an option of method '{self.method}' "
+                f"(its options: {names})"
+            )
+        for name, default in allowed.items():
+            field_name = "weight" if name == "lambda" else name
+            if getattr(self, field_name) is None:
+                object.__setattr__(self, field_name, default)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_the_method_options(self, handler: Any) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+    def options(self) -> dict[str, Any]:
+        """The method's options, resolved."""
+        values = self.model_dump(by_alias=True)
+        return {name: values[name] for name in ADVERSARIAL_OPTIONS[self.method]}
+
+    @property
+    def label(self) -> str:
+        return self.method
+
+
+def _option_name(field_name: str) -> str:
+    return "lambda" if field_name == "weight" else field_name
+
+
 class TrainingConfig(StrictModel):
     """One training phase. Unset values take the task's defaults when resolved."""
 
@@ -79,6 +157,11 @@ class TrainingConfig(StrictModel):
     max_train_examples: int | None = Field(None, gt=0)
     max_eval_examples: int | None = Field(None, gt=0)
     eval_batch_size: int = Field(64, gt=0)
+    adversarial: AdversarialConfig | None = Field(
+        None,
+        description="Adversarial training of this phase (every task, unless its "
+        "task_settings say otherwise).",
+    )
     nonfinite_loss: Literal["error", "skip"] = Field(
         "error",
         description="A step whose loss or gradient norm is inf or NaN: stop the run with "
@@ -105,6 +188,9 @@ class TaskSettings(StrictModel):
     batch_size: int | None = Field(None, gt=0)
     max_length: int | None = Field(None, gt=8)
     gradient_accumulation_steps: int | None = Field(None, gt=0)
+    adversarial: AdversarialConfig | None = Field(
+        None, description="This task's adversarial training ({method: none} for none)."
+    )
 
 
 class IntermediateConfig(StrictModel):
@@ -206,7 +292,9 @@ def config_hash(payload: dict[str, Any]) -> str:
 
 
 def semantic_dump(config: ExperimentConfig) -> dict[str, Any]:
-    payload = config.model_dump(mode="json")
+    """What a run's id is computed from: the values that differ from the defaults, so
+    that a key added to a later xstilts (with a default) leaves existing run ids alone."""
+    payload = config.model_dump(mode="json", exclude_defaults=True)
     for path in NON_SEMANTIC_KEYS:
         node = payload
         for key in path[:-1]:

@@ -36,6 +36,7 @@ from xstilts.metrics import get_metric
 from xstilts.modeling import MultiTaskModel, build_encoder, load_heads, load_tokenizer
 from xstilts.tasks.loading import LoadedSplit, load_split
 from xstilts.tasks.spec import SplitName, TaskSpec
+from xstilts.train.adversarial import make_objective
 from xstilts.train.loop import BEST_DIR, TrainTask, phase_result, train_phase
 from xstilts.train.sampling import sampling_weights
 
@@ -255,6 +256,7 @@ class _Runner:
             batch_size=training.batch_size,
             max_length=training.max_length,
             gradient_accumulation_steps=training.gradient_accumulation_steps,
+            adversarial=training.adversarial,
         )
         plan = _TaskPlan(self.experiment.target, settings, 1.0, 1.0)
         self._train([plan], training, self.run_dir, init_from)
@@ -285,6 +287,7 @@ class _Runner:
                     accumulation=settings.gradient_accumulation_steps or 1,
                     weight=plan.weight,
                     validation_weight=plan.validation_weight,
+                    objective=make_objective(settings.adversarial),
                 )
             )
         train_phase(
@@ -406,6 +409,7 @@ class _Runner:
             "intermediate_max_train_examples": (
                 cfg.intermediate.training.max_train_examples if cfg.intermediate else None
             ),
+            "adversarial": adversarial_summary(cfg),
             "target_task": spec.name,
             "task_family": spec.family,
             "benchmarks": spec.benchmarks,
@@ -423,3 +427,24 @@ class _Runner:
             ),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+
+
+def adversarial_summary(config: ExperimentConfig) -> str:
+    """Which phases (and tasks) train adversarially, e.g. 'intermediate:freelb' or
+    'intermediate:mnli=smart,target:fgm'; '' for standard training throughout."""
+    parts = []
+    if config.intermediate is not None:
+        inter = config.intermediate
+        methods = {
+            task: settings.adversarial.method
+            for task, settings in inter.task_settings.items()
+            if settings.adversarial is not None and settings.adversarial.method != "none"
+        }
+        if methods and set(methods) == set(inter.tasks) and len(set(methods.values())) == 1:
+            parts.append(f"intermediate:{next(iter(methods.values()))}")
+        elif methods:
+            parts.append("intermediate:" + ",".join(f"{t}={m}" for t, m in sorted(methods.items())))
+    target = config.target.training.adversarial
+    if target is not None and target.method != "none":
+        parts.append(f"target:{target.method}")
+    return ",".join(parts)

@@ -134,6 +134,7 @@ def _task_settings(
         max_length=given.max_length or training.max_length or spec.max_length,
         gradient_accumulation_steps=given.gradient_accumulation_steps
         or training.gradient_accumulation_steps,
+        adversarial=given.adversarial or training.adversarial,
     )
 
 
@@ -144,10 +145,10 @@ def _spec_payload(spec: TaskSpec) -> dict[str, Any]:
 def _intermediate_payload(config: ExperimentConfig, specs: list[TaskSpec]) -> dict[str, Any]:
     dumped = semantic_dump(config)
     return {
-        "model": dumped["model"],
-        "seed": dumped["seed"],
-        "intermediate": dumped["intermediate"],
-        "data": dumped["data"],
-        "runtime": dumped["runtime"],
+        "model": dumped.get("model"),
+        "seed": dumped.get("seed"),
+        "intermediate": dumped.get("intermediate"),
+        "data": dumped.get("data"),
+        "runtime": dumped.get("runtime"),
         "specs": [_spec_payload(s) for s in specs],
     }

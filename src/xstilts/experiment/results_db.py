@@ -40,6 +40,7 @@ COLUMNS = (
     "intermediate_option",
     "intermediate_tasks",
     "intermediate_examples",
+    "adversarial",
     "target",
     "target_family",
     "seed",
@@ -58,6 +59,7 @@ CREATE TABLE IF NOT EXISTS results (
     intermediate_option TEXT NOT NULL,
     intermediate_tasks TEXT NOT NULL,
     intermediate_examples INTEGER,
+    adversarial TEXT NOT NULL DEFAULT '',
     target TEXT NOT NULL,
     target_family TEXT,
     seed INTEGER,
@@ -111,6 +113,7 @@ def result_rows(results: dict[str, Any], results_path: Path | str | None = None)
         "intermediate_option": intermediate_option(results),
         "intermediate_tasks": "+".join(results.get("intermediate_tasks") or []),
         "intermediate_examples": int(examples) if examples is not None else None,
+        "adversarial": results.get("adversarial") or "",
         "target": results["target_task"],
         "target_family": results.get("task_family"),
         "seed": results.get("seed"),
@@ -136,6 +139,9 @@ def _connect(db_path: Path | str):
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     try:
         conn.executescript(_SCHEMA)
+        columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(results)"))
+        if columns != COLUMNS:  # written by an older xstilts: an index, so start it again
+            conn.executescript("DROP TABLE results;" + _SCHEMA)
         yield conn
     finally:
         conn.close()

@@ -126,6 +126,12 @@ class TaskFormat(ABC):
     def loss(self, outputs: Outputs, batch: Batch) -> torch.Tensor:
         """Scalar training loss."""
 
+    def distributions(self, outputs: Outputs, batch: Batch) -> list[torch.Tensor]:
+        """The output's categorical distributions as logits, one row per distribution
+        (the last axis is the categories): what smoothness regularisers (SMART, R3F)
+        compare between a clean and a perturbed forward pass."""
+        return [outputs["logits"]]
+
     # -- outputs -> predictions -> scores ----------------------------------------
     @abstractmethod
     def predict(

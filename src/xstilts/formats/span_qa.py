@@ -26,6 +26,8 @@ from xstilts.tasks.loading import FieldSpec, RowCheck
 from xstilts.tasks.spec import TaskSpec
 
 MISMATCH = "answer_start does not match the answer text"
+PADDING_LOGIT = -1e4
+"""Logit given to padding positions when distributions over a window are compared."""
 
 
 class SpanQA(TaskFormat):
@@ -151,6 +153,14 @@ class SpanQA(TaskFormat):
         start = F.cross_entropy(outputs["start_logits"].float(), batch["start_positions"])
         end = F.cross_entropy(outputs["end_logits"].float(), batch["end_positions"])
         return (start + end) / 2
+
+    def distributions(self, outputs: Outputs, batch: Batch) -> list[torch.Tensor]:
+        """The start and the end distributions over each window's tokens (not padding)."""
+        padding = batch["attention_mask"] == 0
+        return [
+            outputs[key].float().masked_fill(padding, PADDING_LOGIT)
+            for key in ("start_logits", "end_logits")
+        ]
 
     # -- predictions ------------------------------------------------------------------
     def predict(

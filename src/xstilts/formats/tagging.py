@@ -124,6 +124,11 @@ class Tagging(TaskFormat):
             logits.view(-1, logits.shape[-1]), batch["labels"].view(-1), ignore_index=IGNORED
         )
 
+    def distributions(self, outputs: Outputs, batch: Batch) -> list[torch.Tensor]:
+        """One distribution over tags per labelled word."""
+        logits = outputs["logits"]
+        return [logits[batch["labels"] != IGNORED]]
+
     def predict(
         self,
         spec: TaskSpec,

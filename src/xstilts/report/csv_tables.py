@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from xstilts.report.tables import FamilyRow, MainRow, XtremeScore
+from xstilts.report.tables import AdversarialRow, FamilyRow, MainRow, XtremeScore
 
 
 def _write(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -51,3 +51,23 @@ def write_xtreme_csv(score: XtremeScore, targets: list[str], path: Path) -> Path
     out = [[t, score.best_option[t], score.best[t], score.baseline[t]] for t in targets]
     out.append(["average", None, score.best_score, score.baseline_score])
     return _write(path, ["target", "best_option", "best", "baseline"], out)
+
+
+def write_adversarial_csv(rows: list[AdversarialRow], path: Path) -> Path:
+    """One line per (adversarial option, target, language), and the non-English mean."""
+    out = []
+    for row in rows:
+        for language, diff in row.diffs.items():
+            out.append([row.option.label, row.counterpart.label, row.target, language, diff, None])
+        out.append(
+            [
+                row.option.label,
+                row.counterpart.label,
+                row.target,
+                "non-English",
+                row.zero_shot_diff,
+                row.p,
+            ]
+        )
+    header = ["option", "standard", "target", "language", "diff", "p_value"]
+    return _write(path, header, out)

@@ -39,6 +39,8 @@ class Option:
     tasks: tuple[str, ...]
     examples: int | None
     family: str
+    adversarial: str = ""
+    """Which phases train adversarially ('' for standard training), from results.json."""
 
     @property
     def label(self) -> str:
@@ -85,6 +87,18 @@ class GridScores:
             for lg, v in per.items()
         }
 
+    def standard_counterpart(self, option: Option) -> Option | None:
+        """The option that differs from an adversarial one only by training normally:
+        the same intermediate tasks and dataset size, no adversarial training."""
+        return next(
+            (
+                o
+                for o in self.options
+                if not o.adversarial and o.tasks == option.tasks and o.examples == option.examples
+            ),
+            None,
+        )
+
     @property
     def varies_size(self) -> bool:
         return any(o.examples is not None for o in self.options)
@@ -108,6 +122,7 @@ def grid_scores(rows: list[dict[str, Any]], name: str) -> GridScores:
             tasks=tasks,
             examples=row["intermediate_examples"],
             family=option_family(tasks),
+            adversarial=row.get("adversarial") or "",
         )
         options.setdefault(option.label, option)
         if row["target"] not in targets:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xstilts.report.render import PM, Table
 from xstilts.report.significance import ALPHA, RESAMPLES, stars
-from xstilts.report.tables import Cell, FamilyRow, MainRow, XtremeScore
+from xstilts.report.tables import AdversarialRow, Cell, FamilyRow, MainRow, XtremeScore
 
 DASH = "—"
 
@@ -103,3 +103,22 @@ def xtreme_table(score: XtremeScore, targets: list[str], fmt: Fmt) -> Table:
 
 def _sub(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
+
+
+def adversarial_table(rows: list[AdversarialRow], fmt: Fmt) -> Table:
+    languages = sorted({lang for row in rows for lang in row.diffs}, key=lambda g: (g != "en", g))
+    body = []
+    for row in rows:
+        cells = [fmt.diff(row.diffs.get(lang)) for lang in languages]
+        zero_shot = fmt.diff(row.zero_shot_diff) + stars(row.p)
+        body.append([row.option.label, row.counterpart.label, row.target, *cells, zero_shot])
+    return Table(
+        title="Adversarial training against standard training",
+        header=["Option", "Standard", "Target", *languages, "Non-English"],
+        rows=body,
+        notes=[
+            "Per language: mean over seeds of (adversarial - standard) score. Non-English: "
+            f"their mean; * p < {ALPHA} in a paired bootstrap over (seed, non-English "
+            f"language) pairs ({RESAMPLES:,} resamples).",
+        ],
+    )

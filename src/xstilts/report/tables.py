@@ -141,3 +141,56 @@ def xtreme_score(rows: list[MainRow], targets: list[str]) -> XtremeScore:
         score.best[target] = best[0] if best else None
         score.best_option[target] = best[1] if best else None
     return score
+
+
+@dataclass
+class AdversarialRow:
+    """An adversarial option against its standard counterpart on one target."""
+
+    option: Option
+    counterpart: Option
+    target: str
+    diffs: dict[str, float]
+    """Per language: mean over seeds of (adversarial - standard)."""
+    zero_shot_diff: float | None
+    p: float | None
+    """Paired bootstrap over (seed, non-English language) pairs."""
+
+
+def adversarial_rows(
+    grid: GridScores, *, resamples: int = 10_000, seed: int = 0
+) -> list[AdversarialRow]:
+    rows = []
+    for option in grid.options:
+        counterpart = grid.standard_counterpart(option) if option.adversarial else None
+        if counterpart is None:
+            continue
+        for target in grid.targets:
+            mine = grid.pairs(option.label, target)
+            theirs = grid.pairs(counterpart.label, target)
+            common = set(mine) & set(theirs)
+            if not common:
+                continue
+            by_language: dict[str, list[float]] = {}
+            for key in common:
+                by_language.setdefault(key[1], []).append(mine[key] - theirs[key])
+            diffs = {lang: statistics.fmean(v) for lang, v in sorted(by_language.items())}
+            zero_shot = [d for lang, d in diffs.items() if lang != "en"]
+            foreign = {k for k in common if k[1] != "en"}
+            p = paired_bootstrap(
+                {k: theirs[k] for k in foreign},
+                {k: mine[k] for k in foreign},
+                resamples=resamples,
+                seed=seed,
+            )
+            rows.append(
+                AdversarialRow(
+                    option=option,
+                    counterpart=counterpart,
+                    target=target,
+                    diffs=diffs,
+                    zero_shot_diff=statistics.fmean(zero_shot) if zero_shot else None,
+                    p=p,
+                )
+            )
+    return rows

@@ -8,9 +8,15 @@ from xstilts.errors import XstiltsError
 from xstilts.report import csv_tables, figures
 from xstilts.report.data import load_grid
 from xstilts.report.html import page
-from xstilts.report.layout import Fmt, family_table, main_table, xtreme_table
+from xstilts.report.layout import (
+    Fmt,
+    adversarial_table,
+    family_table,
+    main_table,
+    xtreme_table,
+)
 from xstilts.report.render import to_latex, to_markdown
-from xstilts.report.tables import family_rows, main_rows, xtreme_score
+from xstilts.report.tables import adversarial_rows, family_rows, main_rows, xtreme_score
 
 
 def write_report(
@@ -40,11 +46,16 @@ def write_report(
         xtreme_table(score, grid.targets, fmt),
         family_table(families, grid.targets, fmt),
     ]
+    adversarial = adversarial_rows(grid, resamples=resamples, seed=seed)
+    if adversarial:
+        tables.append(adversarial_table(adversarial, fmt))
     written = [
         csv_tables.write_main_csv(rows, grid.targets, out_dir / "main.csv"),
         csv_tables.write_xtreme_csv(score, grid.targets, out_dir / "xtreme.csv"),
         csv_tables.write_family_csv(families, grid.targets, out_dir / "families.csv"),
     ]
+    if adversarial:
+        written.append(csv_tables.write_adversarial_csv(adversarial, out_dir / "adversarial.csv"))
     md = out_dir / "tables.md"
     md.write_text(f"# {grid.name}\n\n" + "\n".join(to_markdown(t) for t in tables), "utf-8")
     tex = out_dir / "tables.tex"

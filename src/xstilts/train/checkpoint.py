@@ -24,6 +24,7 @@ from xstilts.io import READ_ERRORS, atomic_dir, atomic_write_json, read_json, se
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 RNG_TENSORS = "rng.safetensors"
+OBJECTIVE_TENSORS = "objectives.safetensors"
 STATE_FILE = "state.json"
 
 
@@ -33,13 +34,23 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loop_state: dict[str, Any],
+    objective_states: dict[int, dict[str, torch.Tensor]] | None = None,
 ) -> None:
+    """``objective_states``: per task index, the tensors its training objective carries
+    across steps (SMART's teacher)."""
     with atomic_dir(target) as scratch:
         save_model(model, str(scratch / MODEL_FILE))
         optimizer_tensors, optimizer_rest = _split_optimizer_state(optimizer.state_dict())
         save_file(optimizer_tensors, str(scratch / OPTIMIZER_TENSORS))
         rng_tensors, rng_rest = _rng_state()
         save_file(rng_tensors, str(scratch / RNG_TENSORS))
+        objective_tensors = {
+            f"{index}/{name}": tensor.contiguous()
+            for index, tensors in (objective_states or {}).items()
+            for name, tensor in tensors.items()
+        }
+        if objective_tensors:
+            save_file(objective_tensors, str(scratch / OBJECTIVE_TENSORS))
         atomic_write_json(
             scratch / STATE_FILE,
             {
@@ -78,6 +89,20 @@ def load_checkpoint(
     with _reading(source / RNG_TENSORS):
         _restore_rng(load_file(str(source / RNG_TENSORS)), rng_rest)
     return loop_state
+
+
+def load_objective_states(source: Path) -> dict[int, dict[str, torch.Tensor]]:
+    """The objectives' tensors saved with a checkpoint, per task index."""
+    path = source / OBJECTIVE_TENSORS
+    if not path.is_file():
+        return {}
+    with _reading(path):
+        tensors = load_file(str(path))
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        index, name = key.split("/", 1)
+        states.setdefault(int(index), {})[name] = tensor
+    return states
 
 
 @contextmanager

@@ -30,8 +30,19 @@ from xstilts.metrics import get_metric
 from xstilts.modeling import MultiTaskModel, save_model
 from xstilts.progress import progress_bar
 from xstilts.tasks.spec import TaskSpec
+from xstilts.train.adversarial import (
+    EmbeddingPerturbation,
+    MicroBatch,
+    Objective,
+    step_generator,
+)
 from xstilts.train.batches import BatchStream, StreamPosition
-from xstilts.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from xstilts.train.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    load_objective_states,
+    save_checkpoint,
+)
 from xstilts.train.sampling import TaskSampler
 
 log = logging.getLogger(__name__)
@@ -57,6 +68,8 @@ class TrainTask:
     """Sampling weight."""
     validation_weight: float = 1.0
     """Weight of its validation score in the combined score."""
+    objective: Objective = field(default_factory=Objective)
+    """How a micro-batch is trained: standard, or adversarially (train/adversarial.py)."""
 
 
 @dataclass
@@ -68,9 +81,9 @@ class LoopState:
     evals_since_best: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
-    running_loss: float = 0.0
-    """Sum of step losses since the last logged one (checkpointed, so a resumed run
-    logs the same means)."""
+    running_terms: dict[str, float] = field(default_factory=dict)
+    """Sums of the step terms (loss, adversarial terms) since the last logged step
+    (checkpointed, so a resumed run logs the same means)."""
     loss_log: list[dict[str, float]] = field(default_factory=list)
     skipped_steps: list[int] = field(default_factory=list)
 
@@ -126,11 +139,17 @@ def train_phase(
         optimizer, int(config.warmup_fraction * total_steps), total_steps
     )
     wrapped, optimizer = accelerator.prepare(model, optimizer)
+    seam = EmbeddingPerturbation(model.encoder.get_input_embeddings(), _not_perturbed(tokenizer))
+    for task in tasks:
+        task.objective.attach(model)
 
     state = LoopState(streams=[s.position for s in streams])
     checkpoint = find_checkpoint(phase_dir / LAST_CHECKPOINT)
     if checkpoint is not None:
         state = LoopState.from_json(load_checkpoint(checkpoint, model, optimizer, scheduler))
+        objective_states = load_objective_states(checkpoint)
+        for index, task in enumerate(tasks):
+            task.objective.load_state_tensors(objective_states.get(index, {}))
         for stream, position in zip(streams, state.streams, strict=True):
             stream.position = position
         log.info("resuming %s from step %d of %d", phase_dir.name, state.step, total_steps)
@@ -156,7 +175,7 @@ def train_phase(
         task_index = sampler.task_for_step(state.step)
         task = tasks[task_index]
         wrapped.train()
-        step_loss = 0.0
+        terms: dict[str, float] = {}
         accumulation = task.accumulation
         for micro in range(accumulation):
             indices = streams[task_index].next_indices()
@@ -165,47 +184,60 @@ def train_phase(
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             last_micro = micro == accumulation - 1
             sync = nullcontext() if last_micro else accelerator.no_sync(wrapped)
+            generator = step_generator(seed, state.step, micro)
+            micro_batch = _micro_batch(wrapped, task, batch, accelerator, seam, generator)
             with sync, accelerator.autocast():
-                outputs = wrapped(task.spec.head_name, batch)
-                loss = task.fmt.loss(outputs, batch) / accumulation
-                accelerator.backward(loss)
-            step_loss += loss.item()
+                for key, value in task.objective.step(micro_batch).items():
+                    terms[key] = terms.get(key, 0.0) + value / accumulation
+        step_loss = terms["loss"]
         norm = None
         if config.max_grad_norm is not None and math.isfinite(step_loss):
             norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm))
         problem = _nonfinite(step_loss, norm)
         if problem is None:
             optimizer.step()
+            for each in tasks:
+                each.objective.after_optimizer_step(model)
         else:
             _on_nonfinite(problem, state.step + 1, task.spec.name, config.nonfinite_loss)
             state.skipped_steps.append(state.step + 1)
+            terms = {key: 0.0 for key in terms}  # a skipped step adds nothing to the log
             step_loss = 0.0
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.streams = [s.position for s in streams]
-        state.running_loss += step_loss
+        for key, value in terms.items():
+            state.running_terms[key] = state.running_terms.get(key, 0.0) + value
         progress.update(1)
         progress.set_postfix(loss=f"{step_loss:.4f}", task=task.spec.name)
         if state.step % log_every == 0:
-            mean_loss = state.running_loss / log_every
-            state.loss_log.append({"step": state.step, "loss": mean_loss})
+            means = {key: value / log_every for key, value in state.running_terms.items()}
+            state.loss_log.append({"step": state.step, **means})
+            extra = "".join(f"  {k} {v:.4g}" for k, v in means.items() if k != "loss")
             log.info(
-                "step %d/%d  loss %.4f  lr %.3g",
+                "step %d/%d  loss %.4f  lr %.3g%s",
                 state.step,
                 total_steps,
-                mean_loss,
+                means.get("loss", 0.0),
                 scheduler.get_last_lr()[0],
+                extra,
             )
-            state.running_loss = 0.0
+            state.running_terms = {}
 
         finished = state.step == total_steps
         if state.step % eval_every == 0 or finished:
             _validate_and_track(model, tasks, config, state, phase_dir, tokenizer, accelerator)
         if state.step % checkpoint_every == 0 or finished or state.stopped_early:
             if accelerator.is_main_process:
+                objective_states = {i: t.objective.state_tensors() for i, t in enumerate(tasks)}
                 save_checkpoint(
-                    phase_dir / LAST_CHECKPOINT, model, optimizer, scheduler, state.to_json()
+                    phase_dir / LAST_CHECKPOINT,
+                    model,
+                    optimizer,
+                    scheduler,
+                    state.to_json(),
+                    objective_states,
                 )
             accelerator.wait_for_everyone()
     progress.close()
@@ -284,6 +316,34 @@ def _validate_and_track(
             state.stopped_early = True
             log.info("early stopping: no improvement in %d validations", patience)
     accelerator.wait_for_everyone()
+
+
+def _micro_batch(
+    wrapped: torch.nn.Module,
+    task: TrainTask,
+    batch: dict[str, torch.Tensor],
+    accelerator: Accelerator,
+    seam: EmbeddingPerturbation,
+    generator: torch.Generator,
+) -> MicroBatch:
+    """What a task's objective needs to train on one batch."""
+    head = task.spec.head_name
+    return MicroBatch(
+        forward=lambda: wrapped(head, batch),
+        forward_with=lambda other: other(head, batch),
+        loss=lambda outputs: task.fmt.loss(outputs, batch),
+        distributions=lambda outputs: task.fmt.distributions(outputs, batch),
+        backward=accelerator.backward,
+        scale=1 / task.accumulation,
+        seam=seam,
+        generator=generator,
+        batch=batch,
+    )
+
+
+def _not_perturbed(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Padding and special tokens keep their embeddings; the unknown token is text."""
+    return [i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id]
 
 
 def _nonfinite(loss: float, grad_norm: float | None) -> str | None:
