@@ -80,6 +80,18 @@ def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def demo_data_section(demo_data: tuple[Path, Path], feature_cache: Path) -> dict[str, Any]:
+    """The ``data`` section of a config that reads the smoke demo's tasks."""
+    data_dir, task_file = demo_data
+    return {
+        "source": "local",
+        "data_dir": str(data_dir),
+        "task_files": [str(task_file)],
+        "cache_dir": str(feature_cache),
+    }
+
+
+@pytest.fixture
 def tiny_config(demo_data: tuple[Path, Path], feature_cache: Path):
     """Build a small, fast experiment config on the demo data."""
     data_dir, task_file = demo_data

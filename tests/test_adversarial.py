@@ -13,6 +13,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from tests.kills import kill_after_checkpoint
 from tests.task_fixtures import EVERY_FORMAT, every_format_data
 from xstilts.cli import app
 from xstilts.config import ExperimentConfig, ModelConfig, TinyModelConfig, parse_config
@@ -22,7 +23,7 @@ from xstilts.formats.classification import Classification
 from xstilts.modeling import MultiTaskModel, build_encoder
 from xstilts.report import write_report
 from xstilts.tasks import TaskSpec
-from xstilts.train import adversarial, loop
+from xstilts.train import adversarial
 from xstilts.train.adversarial import (
     FGM,
     PGD,
@@ -311,17 +312,7 @@ def test_a_resumed_adversarial_run_ends_identically(method, tiny_config, tmp_pat
         target__training__max_steps=9,
     )
     reference = run_experiment(config, tmp_path / "uninterrupted")
-    real_save = loop.save_checkpoint
-
-    def save_then_crash(target, model, optimizer, scheduler, state, *objectives):
-        real_save(target, model, optimizer, scheduler, state, *objectives)
-        if state["step"] == 6:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, tmp_path / "interrupted")
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    kill_after_checkpoint(monkeypatch, lambda: run_experiment(config, tmp_path / "interrupted"), 6)
     resumed = run_experiment(config, tmp_path / "interrupted")
 
     def training(outcome):
@@ -413,8 +404,7 @@ def test_unknown_method_is_a_config_error():
         parse_config({"target": {"task": "xnli", "training": {"adversarial": {"method": "vat"}}}})
 
 
-def test_grid_variants_share_what_they_can_and_are_compared(tmp_path, demo_data, feature_cache):
-    data_dir, task_file = demo_data
+def test_grid_variants_share_what_they_can_and_are_compared(tmp_path, demo_data_section):
     nli = {"tasks": ["demo_nli"], "training": {"max_steps": 3, "batch_size": 8}}
     freelb = {**nli, "training": {**nli["training"], "adversarial": {"method": "freelb"}}}
     grid = {
@@ -430,12 +420,7 @@ def test_grid_variants_share_what_they_can_and_are_compared(tmp_path, demo_data,
             "model": {"tiny": {}},
             "target": {"training": {"max_steps": 3, "batch_size": 8}},
             "evaluation": {"languages": ["en", "de", "fr"], "max_examples": 20},
-            "data": {
-                "source": "local",
-                "data_dir": str(data_dir),
-                "task_files": [str(task_file)],
-                "cache_dir": str(feature_cache),
-            },
+            "data": demo_data_section,
         },
     }
     path = tmp_path / "grid.yaml"

@@ -17,8 +17,7 @@ from xstilts.cli import app
 runner = CliRunner()
 
 
-def _config(tmp_path: Path, demo_data, feature_cache, **changes) -> Path:
-    data_dir, task_file = demo_data
+def _config(tmp_path: Path, data: dict, **changes) -> Path:
     config = {
         "seed": 5,
         "model": {"tiny": {}},
@@ -27,12 +26,7 @@ def _config(tmp_path: Path, demo_data, feature_cache, **changes) -> Path:
             "training": {"batch_size": 16, "max_steps": 4, "max_eval_examples": 32},
         },
         "evaluation": {"languages": ["en", "de"], "max_examples": 20},
-        "data": {
-            "source": "local",
-            "data_dir": str(data_dir),
-            "task_files": [str(task_file)],
-            "cache_dir": str(feature_cache),
-        },
+        "data": dict(data),
     }
     for dotted, value in changes.items():
         node = config
@@ -104,7 +98,7 @@ def test_a_task_file_that_is_not_utf8(tmp_path):
     _fails(["tasks", "--file", str(path)], str(path), "not UTF-8")
 
 
-def test_a_row_missing_a_mapped_column(tmp_path, demo_data, feature_cache):
+def test_a_row_missing_a_mapped_column(tmp_path, demo_data_section):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "train.jsonl").write_text(
         '{"premise": "a", "hypothesis": "b", "label": "0"}\n{"premise": "c", "label": "1"}\n'
@@ -123,8 +117,7 @@ def test_a_row_missing_a_mapped_column(tmp_path, demo_data, feature_cache):
     (tmp_path / "tasks.yaml").write_text(yaml.safe_dump({"tasks": [spec]}))
     config = _config(
         tmp_path,
-        demo_data,
-        feature_cache,
+        demo_data_section,
         target__task="gappy",
         evaluation__split="validation",
         evaluation__languages=["en"],
@@ -135,26 +128,26 @@ def test_a_row_missing_a_mapped_column(tmp_path, demo_data, feature_cache):
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "no tokenizer"])
-def test_model_name_pointing_at_a_bad_folder(tmp_path, demo_data, feature_cache, kind):
+def test_model_name_pointing_at_a_bad_folder(tmp_path, demo_data_section, kind):
     folder = tmp_path / "model"
     if kind != "missing":
         folder.mkdir()
     if kind == "no tokenizer":
         (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    config = _config(tmp_path, demo_data, feature_cache, model={"name": str(folder)})
+    config = _config(tmp_path, demo_data_section, model={"name": str(folder)})
     _fails(["run", str(config), "--out", str(tmp_path / "out")], "model.name", str(folder))
 
 
-def test_data_dir_that_does_not_exist_or_is_a_file(tmp_path, demo_data, feature_cache):
+def test_data_dir_that_does_not_exist_or_is_a_file(tmp_path, demo_data_section):
     for bad in (tmp_path / "nowhere", tmp_path / "a-file"):
         if bad.name == "a-file":
             bad.write_text("x")
-        config = _config(tmp_path, demo_data, feature_cache, data__data_dir=str(bad))
+        config = _config(tmp_path, demo_data_section, data__data_dir=str(bad))
         _fails(["run", str(config), "--out", str(tmp_path / "out")], "data.data_dir", str(bad))
 
 
-def test_out_pointing_at_a_file(tmp_path, demo_data, feature_cache):
-    config = _config(tmp_path, demo_data, feature_cache)
+def test_out_pointing_at_a_file(tmp_path, demo_data_section):
+    config = _config(tmp_path, demo_data_section)
     target = tmp_path / "out.txt"
     target.write_text("not a folder")
     _fails(["run", str(config), "--out", str(target)], "--out", str(target), "not a folder")
@@ -165,9 +158,9 @@ def test_results_rebuild_on_a_missing_folder(tmp_path):
     _fails(["results", "rebuild", str(tmp_path / "nowhere")], str(tmp_path / "nowhere"))
 
 
-def test_max_parallel_below_one(tmp_path, demo_data, feature_cache):
+def test_max_parallel_below_one(tmp_path, demo_data_section):
     grid = {"grid": {"seeds": [1], "targets": ["demo_paraphrase"]}}
-    path = _config(tmp_path, demo_data, feature_cache)
+    path = _config(tmp_path, demo_data_section)
     base = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**grid, "base": base}))
     for value in ("0", "-2"):
@@ -177,8 +170,8 @@ def test_max_parallel_below_one(tmp_path, demo_data, feature_cache):
 # -- damaged run folders ---------------------------------------------------------------
 
 
-def _trained_run(tmp_path, demo_data, feature_cache) -> tuple[Path, Path]:
-    config = _config(tmp_path, demo_data, feature_cache, target__training__checkpoint_every_steps=2)
+def _trained_run(tmp_path, demo_data_section) -> tuple[Path, Path]:
+    config = _config(tmp_path, demo_data_section, target__training__checkpoint_every_steps=2)
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(config), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -190,9 +183,9 @@ def _trained_run(tmp_path, demo_data, feature_cache) -> tuple[Path, Path]:
     "damaged", ["checkpoints/last/model.safetensors", "checkpoints/last/state.json"]
 )
 def test_a_damaged_checkpoint_names_the_file_and_offers_a_restart(
-    tmp_path, demo_data, feature_cache, damaged
+    tmp_path, demo_data_section, damaged
 ):
-    config, run_dir = _trained_run(tmp_path, demo_data, feature_cache)
+    config, run_dir = _trained_run(tmp_path, demo_data_section)
     (run_dir / "training.json").unlink()  # as if killed before the phase finished
     path = run_dir / damaged
     path.write_bytes(path.read_bytes()[:40])
@@ -203,8 +196,8 @@ def test_a_damaged_checkpoint_names_the_file_and_offers_a_restart(
     assert json.loads((run_dir / "training.json").read_text())["steps"] == 4
 
 
-def test_a_damaged_best_model_names_the_file(tmp_path, demo_data, feature_cache):
-    config, run_dir = _trained_run(tmp_path, demo_data, feature_cache)
+def test_a_damaged_best_model_names_the_file(tmp_path, demo_data_section):
+    config, run_dir = _trained_run(tmp_path, demo_data_section)
     heads = run_dir / "best" / "heads.safetensors"
     heads.write_bytes(b"\x00" * 10)
     out = str(run_dir.parents[1])
@@ -214,8 +207,8 @@ def test_a_damaged_best_model_names_the_file(tmp_path, demo_data, feature_cache)
     _fails(["run", str(config), "--out", out], str(heads), "--restart-phase target")
 
 
-def test_a_truncated_results_file(tmp_path, demo_data, feature_cache):
-    _, run_dir = _trained_run(tmp_path, demo_data, feature_cache)
+def test_a_truncated_results_file(tmp_path, demo_data_section):
+    _, run_dir = _trained_run(tmp_path, demo_data_section)
     results = run_dir / "results.json"
     results.write_text(results.read_text()[:30])
     _fails(["results", str(run_dir.parents[1])], str(results), "not valid JSON")

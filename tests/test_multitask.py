@@ -13,6 +13,7 @@ import yaml
 from scipy.stats import chisquare
 
 from tests.conftest import REAL_DATA
+from tests.kills import kill_after_checkpoint
 from xstilts.config import SamplerConfig, parse_config
 from xstilts.errors import XstiltsError
 from xstilts.experiment.pipeline import run_experiment
@@ -265,7 +266,6 @@ def test_multitask_run_with_four_formats_feeds_the_target(tiny_config, demo_data
 
 
 def test_crashed_multitask_phase_resumes_with_identical_metrics(tiny_config, tmp_path, monkeypatch):
-    from xstilts.train import loop
 
     def config():
         return tiny_config(
@@ -282,17 +282,10 @@ def test_crashed_multitask_phase_resumes_with_identical_metrics(tiny_config, tmp
         )
 
     reference = run_experiment(config(), tmp_path / "uninterrupted")
-    real_save = loop.save_checkpoint
-
-    def save_then_crash(target, model, optimizer, scheduler, state, *objectives):
-        real_save(target, model, optimizer, scheduler, state, *objectives)
-        if state["step"] == 8 and "intermediate" in str(target):
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config(), tmp_path / "interrupted")
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    interrupted = tmp_path / "interrupted"
+    kill_after_checkpoint(
+        monkeypatch, lambda: run_experiment(config(), interrupted), 8, "intermediate"
+    )
     resumed = run_experiment(config(), tmp_path / "interrupted")
 
     inter = "intermediate/" + resumed.results["intermediate_run"]

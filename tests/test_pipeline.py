@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.kills import kill_after_checkpoint
 from xstilts.experiment import pipeline
 from xstilts.experiment.pipeline import run_experiment
-from xstilts.train import loop
 
 
 def _scores(results: dict) -> dict:
@@ -89,21 +89,7 @@ def test_crashed_run_resumes_from_its_checkpoint_with_identical_metrics(
     config = tiny_config(target__training__checkpoint_every_steps=3)
     reference = run_experiment(config, tmp_path / "uninterrupted")
 
-    real_save = loop.save_checkpoint
-    saved_steps: list[int] = []
-
-    def save_then_crash(target, model, optimizer, scheduler, state, *objectives):
-        real_save(target, model, optimizer, scheduler, state, *objectives)
-        saved_steps.append(state["step"])
-        if state["step"] == 9:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, tmp_path / "interrupted")
-    assert saved_steps[-1] == 9
-
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    kill_after_checkpoint(monkeypatch, lambda: run_experiment(config, tmp_path / "interrupted"), 9)
     resumed = run_experiment(config, tmp_path / "interrupted")
     log = (resumed.run_dir / "run.log").read_text()
     assert "from step 9 of 15" in log

@@ -10,7 +10,6 @@ import signal
 import stat
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -30,8 +29,7 @@ from xstilts.tasks.registry import read_task_file
 runner = CliRunner()
 
 
-def _grid(tmp_path: Path, demo_data, feature_cache, **grid_keys) -> dict:
-    data_dir, task_file = demo_data
+def _grid(data: dict, **grid_keys) -> dict:
     return {
         "grid": {
             "seeds": [1],
@@ -43,12 +41,7 @@ def _grid(tmp_path: Path, demo_data, feature_cache, **grid_keys) -> dict:
             "model": {"tiny": {}},
             "target": {"training": {"max_steps": 3, "batch_size": 16}},
             "evaluation": {"languages": ["en", "de"], "max_examples": 20},
-            "data": {
-                "source": "local",
-                "data_dir": str(data_dir),
-                "task_files": [str(task_file)],
-                "cache_dir": str(feature_cache),
-            },
+            "data": data,
         },
     }
 
@@ -56,8 +49,8 @@ def _grid(tmp_path: Path, demo_data, feature_cache, **grid_keys) -> dict:
 # -- 7. a dead worker is one failed run ------------------------------------------------
 
 
-def test_a_killed_worker_fails_its_run_and_the_grid_goes_on(tmp_path, demo_data, feature_cache):
-    payload = _grid(tmp_path, demo_data, feature_cache, seeds=[1, 2], max_parallel=2)
+def test_a_killed_worker_fails_its_run_and_the_grid_goes_on(tmp_path, demo_data_section):
+    payload = _grid(demo_data_section, seeds=[1, 2], max_parallel=2)
     payload["base"]["target"]["training"]["max_steps"] = 40
     grid = parse_grid(payload, "test")
     outcome: dict = {}
@@ -169,9 +162,9 @@ def test_export_refuses_a_target_task_that_is_not_a_task_name(tmp_path):
 # -- 11. rows of deleted runs ------------------------------------------------------------
 
 
-def test_results_forget_runs_whose_folder_was_deleted(tmp_path, demo_data, feature_cache):
+def test_results_forget_runs_whose_folder_was_deleted(tmp_path, demo_data_section):
     path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(_grid(tmp_path, demo_data, feature_cache, seeds=[1, 2])))
+    path.write_text(yaml.safe_dump(_grid(demo_data_section, seeds=[1, 2])))
     out = tmp_path / "out"
     assert runner.invoke(app, ["run", str(path), "--out", str(out)]).exit_code == 0
     doomed, kept = sorted((out / "runs").iterdir())
@@ -199,8 +192,8 @@ def test_a_second_process_on_the_same_run_is_told_who_holds_it(tiny_config, tmp_
 # -- 13. a failed run says so ------------------------------------------------------------
 
 
-def test_a_failed_run_is_marked_and_listed(tmp_path, demo_data, feature_cache):
-    payload = _grid(tmp_path, demo_data, feature_cache)
+def test_a_failed_run_is_marked_and_listed(tmp_path, demo_data_section):
+    payload = _grid(demo_data_section)
     payload["grid"]["intermediate"] = {
         "baseline": None,
         "diverging": {"tasks": ["demo_nli"], "training": {"learning_rate": 1e30, "max_steps": 3}},

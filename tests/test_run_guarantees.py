@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.kills import kill_after_checkpoint
 from xstilts.cli import app
 from xstilts.config import parse_config
 from xstilts.errors import XstiltsError
 from xstilts.experiment.pipeline import run_experiment
 from xstilts.formats.classification import Classification
 from xstilts.samples import real_samples
-from xstilts.train import loop
 
 runner = CliRunner()
 
@@ -77,20 +77,14 @@ def test_evaluating_fewer_languages_keeps_the_others(tiny_config, tmp_path):
     assert log.count("evaluating language de") == 1  # the first run's, not again
 
 
-def test_grids_evaluate_languages_added_later(tmp_path, demo_data, feature_cache):
-    data_dir, task_file = demo_data
+def test_grids_evaluate_languages_added_later(tmp_path, demo_data_section):
     grid = {
         "grid": {"seeds": [7], "intermediate": {"baseline": None}, "targets": ["demo_paraphrase"]},
         "base": {
             "model": {"tiny": {}},
             "target": {"training": {"max_steps": 2, "batch_size": 16}},
             "evaluation": {"languages": ["en", "de"], "max_examples": 20},
-            "data": {
-                "source": "local",
-                "data_dir": str(data_dir),
-                "task_files": [str(task_file)],
-                "cache_dir": str(feature_cache),
-            },
+            "data": demo_data_section,
         },
     }
     path = tmp_path / "grid.yaml"
@@ -234,17 +228,7 @@ def test_the_logged_loss_is_the_same_after_a_resume(tiny_config, tmp_path, monke
     config = tiny_config(target__training__checkpoint_every_steps=4)
     reference = _training(run_experiment(config, tmp_path / "uninterrupted").run_dir)
 
-    real_save = loop.save_checkpoint
-
-    def save_then_crash(target, model, optimizer, scheduler, state, *objectives):
-        real_save(target, model, optimizer, scheduler, state, *objectives)
-        if state["step"] == 8:
-            raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, tmp_path / "interrupted")
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    kill_after_checkpoint(monkeypatch, lambda: run_experiment(config, tmp_path / "interrupted"), 8)
     resumed = _training(run_experiment(config, tmp_path / "interrupted").run_dir)
     assert resumed["train_loss"] == reference["train_loss"]
     assert len(reference["train_loss"]) >= 3
