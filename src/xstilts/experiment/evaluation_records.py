@@ -51,7 +51,7 @@ def load_record(run_dir: Path, key: EvaluationKey) -> dict[str, Any]:
         return {"split": key.split, "max_examples": key.max_examples, "languages": {}}
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(record.get("languages"), dict):
+        if not isinstance(record, dict) or not isinstance(record.get("languages"), dict):
             raise ValueError("no 'languages' mapping")
     except (ValueError, UnicodeDecodeError) as err:
         raise XstiltsError(
