@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.configs import set_keys
 from xstilts.config import ExperimentConfig, ModelConfig, TinyModelConfig, parse_config
 from xstilts.demo.smoke import write_demo_data
 from xstilts.modeling import build_encoder, load_tokenizer
@@ -119,12 +120,6 @@ def tiny_config(demo_data: tuple[Path, Path], feature_cache: Path):
         }
         if overrides.pop("intermediate", False):
             payload["intermediate"] = {"tasks": ["demo_nli"], "training": dict(training)}
-        for key, value in overrides.items():
-            node = payload
-            *parents, last = key.split("__")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = value
-        return parse_config(payload, source="test")
+        return parse_config(set_keys(payload, overrides, "__"), source="test")
 
     return build

@@ -83,7 +83,6 @@ def _micro(model: MultiTaskModel, tokenizer, seam: EmbeddingPerturbation, seed: 
         scale=1.0,
         seam=seam,
         generator=torch.Generator().manual_seed(seed),
-        batch=batch,
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.configs import set_keys, write_config
 from xstilts.cli import app
 
 runner = CliRunner()
@@ -28,15 +29,7 @@ def _config(tmp_path: Path, data: dict, **changes) -> Path:
         "evaluation": {"languages": ["en", "de"], "max_examples": 20},
         "data": dict(data),
     }
-    for dotted, value in changes.items():
-        node = config
-        *parents, last = dotted.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(tmp_path / "config.yaml", set_keys(config, changes, "__"))
 
 
 def _fails(args: list[str], *fragments: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.configs import set_keys, write_config
 from xstilts.cli import app
 
 runner = CliRunner()
@@ -30,15 +31,7 @@ def _write_config(tmp_path: Path, demo_data: tuple[Path, Path], feature_cache: P
             "cache_dir": str(feature_cache),
         },
     }
-    for dotted, value in changes.items():
-        node = config
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(tmp_path / "config.yaml", set_keys(config, changes, "."))
 
 
 def _run(config: Path, out: Path, *extra: str):

@@ -129,10 +129,6 @@ class AdversarialConfig(StrictModel):
         values = self.model_dump(by_alias=True)
         return {name: values[name] for name in ADVERSARIAL_OPTIONS[self.method]}
 
-    @property
-    def label(self) -> str:
-        return self.method
-
 
 def _option_name(field_name: str) -> str:
     return "lambda" if field_name == "weight" else field_name

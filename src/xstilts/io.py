@@ -13,10 +13,19 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from xstilts.errors import XstiltsError
+from xstilts.errors import DamagedFile, XstiltsError
 
 READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
 """What reading back a truncated or corrupt model or checkpoint file raises."""
+
+
+@contextmanager
+def reading_back(path: Path) -> Iterator[None]:
+    """Read a file this project wrote: if it is truncated or corrupt, say so by name."""
+    try:
+        yield
+    except READ_ERRORS as err:
+        raise DamagedFile(path, err) from None
 
 
 def read_utf8(path: Path) -> str:

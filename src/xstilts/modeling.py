@@ -19,10 +19,10 @@ from transformers import (
 )
 
 from xstilts.config import ModelConfig, TinyModelConfig
-from xstilts.errors import DamagedFile, XstiltsError
+from xstilts.errors import XstiltsError
 from xstilts.formats import TaskFormat
 from xstilts.formats.base import Batch, Outputs
-from xstilts.io import READ_ERRORS, atomic_dir, atomic_write_json
+from xstilts.io import atomic_dir, atomic_write_json, reading_back
 from xstilts.model_store import model_location
 
 ENCODER_DIR = "encoder"
@@ -84,10 +84,8 @@ def build_encoder(
     """The starting encoder (a previous phase's, a pretrained one, or a tiny random one),
     with the parts the config keeps fixed frozen."""
     if init_from is not None:
-        try:
+        with reading_back(init_from / ENCODER_DIR):
             encoder = _pretrained_encoder(str(init_from / ENCODER_DIR), None)
-        except READ_ERRORS as err:
-            raise DamagedFile(init_from / ENCODER_DIR, err) from None
     elif model.tiny is not None:
         encoder = _tiny_encoder(model.tiny, tokenizer)
     else:
@@ -179,10 +177,8 @@ def save_model(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, target
 
 def load_heads(model: MultiTaskModel, source: Path) -> None:
     """Load saved head weights; heads of other tasks saved alongside are ignored."""
-    try:
+    with reading_back(source / HEADS_FILE):
         state = load_file(str(source / HEADS_FILE))
-    except READ_ERRORS as err:
-        raise DamagedFile(source / HEADS_FILE, err) from None
     missing, _unexpected = model.heads.load_state_dict(state, strict=False)
     missing = [key for key in missing if key not in _tied_head_keys(model)]
     if missing:

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from xstilts.errors import XstiltsError
+from xstilts.tasks import load_registry
 
 XQUAD_LANGUAGES = ("en", "de", "zh", "ar")
 XQUAD_ARTICLE_SPLITS = {"train": range(0, 30), "validation": range(30, 36), "test": range(36, 48)}
@@ -92,9 +93,7 @@ def write_xquad_sentences(out_dir: Path) -> None:
             if split != "test" and lang != "en":
                 continue
             payload = {"version": "xquad-sentences", "data": [articles[i] for i in chosen]}
-            (folder / f"{split}-{lang}.json").write_text(
-                json.dumps(payload, ensure_ascii=False), encoding="utf-8"
-            )
+            _write(folder / f"{split}-{lang}.json", json.dumps(payload, ensure_ascii=False))
 
 
 def write_ud_pos(out_dir: Path) -> None:
@@ -108,7 +107,14 @@ def write_ud_pos(out_dir: Path) -> None:
         "test-de": _conllu_sentences(real_samples() / "udpos" / "de_gsd-ud-dev.conllu"),
     }
     for name, sentences in parts.items():
-        (folder / f"{name}.conllu").write_text("".join(sentences), encoding="utf-8")
+        _write(folder / f"{name}.conllu", "".join(sentences))
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a file unless it already holds ``text``: an unchanged file keeps its
+    fingerprint, so the features and evaluations made from it are reused."""
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        path.write_text(text, encoding="utf-8")
 
 
 def _conllu_sentences(path: Path) -> list[str]:
@@ -117,57 +123,58 @@ def _conllu_sentences(path: Path) -> list[str]:
     return [block + "\n\n" for block in text.split("\n\n") if block.strip()]
 
 
-UPOS = [
-    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
-    "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
-]  # fmt: skip
-
-STAND_IN_TASKS: dict[str, Any] = {
-    "tasks": [
-        {
-            "name": "xquad_sentences",
-            "description": "XQuAD questions with their answer's sentence as the context; "
-            "English articles 0-35 train and validate, 36-47 test in en, de, zh, ar.",
-            "family": "qa",
-            "format": "span_qa",
-            "metric": "squad",
-            "languages": list(XQUAD_LANGUAGES),
-            "max_length": 128,
-            "batch_size": 16,
-            "epochs": 2,
-            # Windows of 128 tokens overlap by 32 (the rare long sentence needs two).
-            "options": {"doc_stride": 32},
-            "splits": {
-                split: {
-                    "local": {
-                        "path": f"xquad_sentences/{split}-{{lang}}.json",
-                        "file_format": "squad",
+def stand_in_tasks() -> dict[str, Any]:
+    """The task file of the stand-ins (UPOS labels in the order of the udpos task)."""
+    upos = load_registry().get("udpos").labels
+    return {
+        "tasks": [
+            {
+                "name": "xquad_sentences",
+                "description": "XQuAD questions with their answer's sentence as the context; "
+                "English articles 0-35 train and validate, 36-47 test in en, de, zh, ar.",
+                "family": "qa",
+                "format": "span_qa",
+                "metric": "squad",
+                "languages": list(XQUAD_LANGUAGES),
+                "max_length": 128,
+                "batch_size": 16,
+                "epochs": 2,
+                # Windows of 128 tokens overlap by 32 (the rare long sentence needs two).
+                "options": {"doc_stride": 32},
+                "splits": {
+                    split: {
+                        "local": {
+                            "path": f"xquad_sentences/{split}-{{lang}}.json",
+                            "file_format": "squad",
+                        }
                     }
-                }
-                for split in ("train", "validation", "test")
+                    for split in ("train", "validation", "test")
+                },
             },
-        },
-        {
-            "name": "ud_pos",
-            "description": "UPOS tagging: English EWT dev sentences split into train and "
-            "validation; German GSD dev as the zero-shot test set.",
-            "family": "syntax",
-            "format": "tagging",
-            "metric": "seqeval",
-            "labels": UPOS,
-            "languages": ["en", "de"],
-            "max_length": 128,
-            "batch_size": 32,
-            "epochs": 1,
-            "splits": {
-                split: {
-                    "local": {"path": f"ud_pos/{split}-{{lang}}.conllu", "file_format": "conllu"}
-                }
-                for split in ("train", "validation", "test")
+            {
+                "name": "ud_pos",
+                "description": "UPOS tagging: English EWT dev sentences split into train and "
+                "validation; German GSD dev as the zero-shot test set.",
+                "family": "syntax",
+                "format": "tagging",
+                "metric": "seqeval",
+                "labels": upos,
+                "languages": ["en", "de"],
+                "max_length": 128,
+                "batch_size": 32,
+                "epochs": 1,
+                "splits": {
+                    split: {
+                        "local": {
+                            "path": f"ud_pos/{split}-{{lang}}.conllu",
+                            "file_format": "conllu",
+                        }
+                    }
+                    for split in ("train", "validation", "test")
+                },
             },
-        },
-    ]
-}
+        ]
+    }
 
 
 def write_stand_ins(out_dir: Path) -> Path:
@@ -176,5 +183,5 @@ def write_stand_ins(out_dir: Path) -> Path:
     write_xquad_sentences(out_dir)
     write_ud_pos(out_dir)
     spec_file = out_dir / "stand-in-tasks.yaml"
-    spec_file.write_text(yaml.safe_dump(STAND_IN_TASKS, sort_keys=False), encoding="utf-8")
+    _write(spec_file, yaml.safe_dump(stand_in_tasks(), sort_keys=False))
     return spec_file

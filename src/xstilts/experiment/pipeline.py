@@ -328,7 +328,8 @@ class _Runner:
         record = evaluation_records.load_record(self.run_dir, key)
         evaluator: Evaluator | None = None
         for lang in self.experiment.languages:
-            item, data = self._language_split(spec, key.split, lang)
+            loaded, calibration = self._language_data(spec, key.split, lang)
+            data = "+".join(s.fingerprint for s in (loaded, calibration) if s is not None)
             previous = record["languages"].get(lang)
             if previous is not None and previous.get("data") == data:
                 log.info(
@@ -337,6 +338,9 @@ class _Runner:
                 continue
             log.info("evaluating language %s (%s)", lang, key.name)
             evaluator = evaluator or self._evaluator(spec)
+            item = LanguageSplit(lang, self._evaluation_set(spec, loaded))
+            if calibration is not None:
+                item.calibration_data = self._evaluation_set(spec, calibration)
             scores = evaluator.language(item, key.split, key.predictions_dir(self.run_dir))
             record["languages"][lang] = {**scores, "data": data}
             if self.accelerator.is_main_process:
@@ -366,18 +370,16 @@ class _Runner:
             device=self.accelerator.device,
         )
 
-    def _language_split(
+    def _language_data(
         self, spec: TaskSpec, split: SplitName, lang: str
-    ) -> tuple[LanguageSplit, str]:
-        """A language's evaluation data, and a fingerprint of every file it reads."""
-        loaded = self._load(spec, split, lang, self.config.evaluation.max_examples)
-        item = LanguageSplit(lang, self._evaluation_set(spec, loaded))
-        fingerprints = [loaded.fingerprint]
-        if get_format(spec.format).needs_calibration(spec):
-            calibration = self._load(spec, "validation", lang, self.config.evaluation.max_examples)
-            item.calibration_data = self._evaluation_set(spec, calibration)
-            fingerprints.append(calibration.fingerprint)
-        return item, "+".join(fingerprints)
+    ) -> tuple[LoadedSplit, LoadedSplit | None]:
+        """A language's evaluation examples, and its validation split when the format
+        calibrates on it (tokenised only if the language is evaluated)."""
+        limit = self.config.evaluation.max_examples
+        loaded = self._load(spec, split, lang, limit)
+        if not get_format(spec.format).needs_calibration(spec):
+            return loaded, None
+        return loaded, self._load(spec, "validation", lang, limit)
 
     def _evaluation_set(self, spec: TaskSpec, loaded: LoadedSplit) -> EvaluationSet:
         max_length = self.config.target.training.max_length

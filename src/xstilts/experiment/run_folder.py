@@ -18,7 +18,7 @@ from typing import Any
 
 from xstilts.errors import DamagedFile, XstiltsError
 from xstilts.experiment import evaluation_records
-from xstilts.experiment.evaluation_records import RESULTS_FILE
+from xstilts.experiment.evaluation_records import PREDICTIONS_DIR, RESULTS_FILE
 from xstilts.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def restart(phase: str, run_dir: Path, inter_dir: Path | None) -> None:
             raise XstiltsError("--restart-phase intermediate: this run has no intermediate phase")
         with RunLock(inter_dir):  # not while another run trains it
             _remove(inter_dir, PHASE_FILES)
-    _remove(run_dir, (*PHASE_FILES, RESULTS_FILE, "predictions"))
+    _remove(run_dir, (*PHASE_FILES, RESULTS_FILE, PREDICTIONS_DIR))
     evaluation_records.clear(run_dir)
     log.info("restarting the %s phase of %s", phase, run_dir.name)
 

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xstilts.config import AdversarialConfig
-from xstilts.formats.base import Batch, Outputs
+from xstilts.formats.base import Outputs
 
 TINY = 1e-12  # keeps normalisations finite on an all-zero gradient
 SMART_EPSILON = 1e-6
@@ -66,7 +66,6 @@ class MicroBatch:
     """1 / gradient accumulation steps."""
     seam: EmbeddingPerturbation
     generator: torch.Generator
-    batch: Batch
 
 
 Terms = dict[str, float]
@@ -153,10 +152,10 @@ def row_norm(tensor: torch.Tensor, norm: str) -> torch.Tensor:
     return value.view(-1, *([1] * (tensor.dim() - 1)))
 
 
-def normalised(gradient: torch.Tensor, norm: str) -> torch.Tensor:
-    """The gradient over its row norm: the L2 unit direction, or (L-inf) g / ||g||_inf
-    as FreeLB and SMART take it."""
-    return gradient / (row_norm(gradient, norm) + TINY)
+def normalised(gradient: torch.Tensor, norm: str, epsilon: float = TINY) -> torch.Tensor:
+    """The gradient over its row norm (plus ``epsilon``): the L2 unit direction, or
+    (L-inf) g / ||g||_inf as FreeLB and SMART take it."""
+    return gradient / (row_norm(gradient, norm) + epsilon)
 
 
 def projected(delta: torch.Tensor, epsilon: float, norm: str) -> torch.Tensor:
@@ -340,7 +339,7 @@ class SMART(Objective):
                 gradients = torch.autograd.grad(gap, seam.deltas)
                 seam.replace(
                     [
-                        d.detach() + self.step_size * g / (row_norm(g, "linf") + SMART_EPSILON)
+                        d.detach() + self.step_size * normalised(g, "linf", SMART_EPSILON)
                         for d, g in zip(seam.deltas, gradients, strict=True)
                     ]
                 )

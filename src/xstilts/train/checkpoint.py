@@ -8,8 +8,6 @@ a resumed run continues exactly where the saved one stood.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from xstilts.errors import DamagedFile
-from xstilts.io import READ_ERRORS, atomic_dir, atomic_write_json, read_json, settled_dir
+from xstilts.io import atomic_dir, atomic_write_json, read_json, reading_back, settled_dir
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
@@ -76,17 +73,17 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore everything saved by ``save_checkpoint``; return the loop state. A file
     that cannot be read is a ``DamagedFile`` error naming it."""
-    with _reading(source / STATE_FILE):
+    with reading_back(source / STATE_FILE):
         saved = read_json(source / STATE_FILE)
         loop_state, optimizer_rest = saved["loop"], saved["optimizer"]
         scheduler_state, rng_rest = saved["scheduler"], saved["rng"]
-    with _reading(source / MODEL_FILE):
+    with reading_back(source / MODEL_FILE):
         load_model(model, str(source / MODEL_FILE))
-    with _reading(source / OPTIMIZER_TENSORS):
+    with reading_back(source / OPTIMIZER_TENSORS):
         optimizer_tensors = load_file(str(source / OPTIMIZER_TENSORS))
         optimizer.load_state_dict(_join_optimizer_state(optimizer_tensors, optimizer_rest))
     scheduler.load_state_dict(scheduler_state)
-    with _reading(source / RNG_TENSORS):
+    with reading_back(source / RNG_TENSORS):
         _restore_rng(load_file(str(source / RNG_TENSORS)), rng_rest)
     return loop_state
 
@@ -96,21 +93,13 @@ def load_objective_states(source: Path) -> dict[int, dict[str, torch.Tensor]]:
     path = source / OBJECTIVE_TENSORS
     if not path.is_file():
         return {}
-    with _reading(path):
+    with reading_back(path):
         tensors = load_file(str(path))
     states: dict[int, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         index, name = key.split("/", 1)
         states.setdefault(int(index), {})[name] = tensor
     return states
-
-
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except READ_ERRORS as err:
-        raise DamagedFile(path, err) from None
 
 
 def _split_optimizer_state(

@@ -337,7 +337,6 @@ def _micro_batch(
         scale=1 / task.accumulation,
         seam=seam,
         generator=generator,
-        batch=batch,
     )
 
 
