@@ -48,7 +48,8 @@ def test_nine_by_nine_by_three_plans_27_intermediate_runs(tmp_path):
     # every target run depends on the intermediate run of its option and seed
     by_name = {run.name: run for run in plan.intermediate}
     for run in plan.targets:
-        source = by_name[run.depends_on]
+        [source_name] = run.depends_on
+        source = by_name[source_name]
         assert (source.option, source.seed) == (run.option, run.seed)
 
 

@@ -276,3 +276,54 @@ def test_every_trainable_format_trains_and_evaluates_on_it(
     key = "embeddings.word_embeddings.weight"
     assert torch.equal(trained[key], pretrained[key])  # frozen, as configured
     assert 0 <= outcome.results["languages"]["it"]["accuracy"] <= 100
+
+
+def test_every_trainable_format_trains_through_adapters_on_it(
+    real_model, stand_ins, demo_data, tmp_path, feature_cache
+):
+    """The BERT-type encoder through AdapterHub: a bottleneck adapter per task in one
+    multi-task phase over six formats, then AdapterFusion of the five for the target."""
+    task_files = every_format_data(tmp_path, stand_ins, demo_data)
+    intermediate = [task for task in EVERY_FORMAT if task != "xcopa"]
+    small = {"max_train_examples": 64, "max_eval_examples": 24, "batch_size": 8}
+    config = parse_config(
+        {
+            "seed": 3,
+            "model": {"name": MODEL},
+            "intermediate": {
+                "tasks": intermediate,
+                "sampler": {"strategy": "uniform"},
+                "training": {**small, "learning_rate": 1e-3, "max_steps": 10, "max_length": 128},
+                "adapters": {"kind": "seq_bn", "options": {"reduction_factor": 16}},
+            },
+            "target": {
+                "task": "xcopa",
+                "training": {**small, "learning_rate": 1e-3, "max_steps": 4, "max_length": 64},
+                "adapters": {"start": "fusion"},
+            },
+            "evaluation": {"languages": ["it"], "max_examples": 40},
+            "data": {
+                "source": "local",
+                "data_dir": str(tmp_path),
+                "task_files": [str(path) for path in task_files],
+                "cache_dir": str(feature_cache),
+            },
+        }
+    )
+    outcome = run_experiment(config, tmp_path / "runs")
+
+    inter_best = tmp_path / "runs" / "intermediate" / outcome.results["intermediate_run"] / "best"
+    trained = load_file(str(inter_best / "trained.safetensors"))
+    for task in intermediate:
+        assert any(f".task_{task}." in key for key in trained), task
+    assert all(".task_" in key for key in trained)  # nothing of the encoder itself
+    assert not (inter_best / "encoder").exists()
+    size = sum(p.stat().st_size for p in inter_best.rglob("*") if p.is_file())
+    assert size < 0.1 * (real_model / "model.safetensors").stat().st_size
+    fusion = load_file(
+        str(tmp_path / "runs" / "runs" / outcome.run_dir.name / "best" / "trained.safetensors")
+    )
+    assert fusion and all("adapter_fusion_layer" in key for key in fusion)
+    parameters = outcome.results["parameters"]
+    assert parameters["intermediate"]["trained"] < 0.05 * parameters["intermediate"]["total"]
+    assert 0 <= outcome.results["languages"]["it"]["accuracy"] <= 100

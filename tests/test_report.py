@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
+from xstilts.errors import XstiltsError
 from xstilts.report import write_report
 from xstilts.report.data import load_grid, option_family
 from xstilts.report.render import latex_escape
@@ -187,3 +188,50 @@ def test_language_target_and_learning_curves(sized_grid: Path, tmp_path: Path):
     assert html.count("data:image/png;base64,") == 3
     _, rows = _rows(sized_grid)
     assert rows["mnli@10000"].cells["xnli"].diff == pytest.approx(4.0)
+
+
+def _adapter_grid(tmp_path: Path) -> Path:
+    """Full fine-tuning against a bottleneck adapter on XQuAD, with parameters trained."""
+    grid = tmp_path / "adapters"
+    for option, adapters, trained, bonus in (
+        ("full", "", 117_654_530, 0.0),
+        ("seq_bn", "target:seq_bn", 1_487_234, -2.0),
+    ):
+        for seed in (1, 2):
+            _write(grid, [], "xquad", seed, bonus=bonus)
+            run_dir = grid / "runs" / f"baseline-xquad-s{seed}"
+            payload = json.loads((run_dir / "results.json").read_text())
+            payload.update(
+                run_id=f"{option}-s{seed}",
+                intermediate_option=option,
+                adapters=adapters,
+                parameters={"target": {"trained": trained, "total": 117_654_530}},
+            )
+            moved = grid / "runs" / f"{option}-s{seed}"
+            run_dir.rename(moved)
+            payload["run_dir"] = str(moved)
+            (moved / "results.json").write_text(json.dumps(payload))
+    return grid
+
+
+def test_options_compared_by_any_metric_with_parameters_trained(tmp_path: Path):
+    grid = _adapter_grid(tmp_path)
+    f1 = {r.option.label: r for r in main_rows(load_grid(grid, "f1"), resamples=200)}
+    mean_f1 = sum(f1 for _, f1 in XQUAD.values()) / len(XQUAD)
+    assert f1["full"].cells["xquad"].mean == pytest.approx(mean_f1 + 1.5)  # seeds 1, 2
+    assert f1["seq_bn"].cells["xquad"].mean == pytest.approx(mean_f1 + 1.5 - 2.0)
+    score = {r.option.label: r for r in main_rows(load_grid(grid), resamples=200)}
+    assert score["full"].cells["xquad"].mean < f1["full"].cells["xquad"].mean  # (EM+F1)/2
+
+    write_report(grid, tmp_path / "report", metric="f1", resamples=200)
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "'f1' averaged over languages" in tables
+    assert "Parameters trained per option" in tables
+    section = tables.split("Parameters trained per option")[1].splitlines()
+    row = next(line for line in section if line.startswith("| seq_bn"))
+    assert "target:seq_bn" in row and "1.49M" in row
+    assert "full fine-tuning" in next(line for line in section if line.startswith("| full"))
+    assert "118M" in next(line for line in section if line.startswith("| full"))
+
+    with pytest.raises(XstiltsError, match="--metric bleu: no run of adapters records it"):
+        load_grid(grid, "bleu")

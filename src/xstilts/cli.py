@@ -477,12 +477,20 @@ def report(
     target: Annotated[
         str | None, typer.Option("--target", help="Target task of the per-language plot.")
     ] = None,
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="Compare options by this per-language metric key (e.g. f1, accuracy); "
+            "default: the XTREME task score, (EM+F1)/2 for QA.",
+        ),
+    ] = "score",
 ) -> None:
     """Write the paper's tables (Markdown, CSV, LaTeX), figures and one HTML page."""
     from xstilts.report import write_report
 
     _check_out_folder(out)
-    for path in write_report(grid_dir, out, target_for_languages=target):
+    for path in write_report(grid_dir, out, target_for_languages=target, metric=metric):
         console.print(str(path))
 
 

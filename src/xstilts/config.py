@@ -178,6 +178,110 @@ class SamplerConfig(StrictModel):
     weights: dict[str, float] = Field(default_factory=dict)
 
 
+class AdapterConfig(StrictModel):
+    """Adapters of an intermediate phase: one per task (per head-sharing group), from
+    AdapterHub's ``adapters`` library, over the shared encoder."""
+
+    kind: str = Field(
+        "seq_bn",
+        description="An adapter config the adapters library ships: seq_bn, double_seq_bn, "
+        "lora, prefix_tuning, ia3, seq_bn_inv, par_bn, ... (checked before any work).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="That config's own options, e.g. reduction_factor (bottleneck), r and "
+        "alpha (LoRA), prefix_length (prefix tuning).",
+    )
+    train: Literal["adapters", "adapters_and_encoder"] = Field(
+        "adapters", description="Train the adapters over a frozen encoder, or both."
+    )
+    also_train: list[Literal["layer_norms", "embeddings"]] = Field(
+        default_factory=list,
+        description="Encoder parts that train beside the adapters (heads always train).",
+    )
+
+
+class TargetAdapterConfig(AdapterConfig):
+    """How the target phase uses adapters: a fresh adapter (kind: an adapter config),
+    one intermediate task adapter trained further ('continue'), AdapterFusion over the
+    intermediate task adapters ('fusion'; kind: dynamic or static), or full fine-tuning
+    of the encoder with one intermediate LoRA / IA3 adapter merged into it ('merge')."""
+
+    kind: str | None = Field(
+        None,
+        description="fresh: an adapter config (default seq_bn); fusion: dynamic "
+        "(default) or static; continue, merge: unset (the intermediate adapter's).",
+    )
+    start: Literal["fresh", "continue", "fusion", "merge"] = "fresh"
+    from_task: str | None = Field(
+        None, description="continue, merge: the intermediate task whose adapter is used."
+    )
+    train_fused_adapters: bool = Field(
+        False, description="fusion: train the fused task adapters too (AdapterHub's unfreeze)."
+    )
+
+    @model_validator(mode="after")
+    def _kind_fits_the_start(self) -> TargetAdapterConfig:
+        if self.start in ("continue", "merge") and self.kind is not None:
+            raise ValueError(
+                f"kind is not used with start '{self.start}' (the intermediate task "
+                "adapter keeps its own kind); remove it"
+            )
+        if self.start == "merge" and (self.options or self.also_train):
+            raise ValueError(
+                "start 'merge' fine-tunes the whole encoder: options and also_train do not apply"
+            )
+        if self.start != "fusion" and self.train_fused_adapters:
+            raise ValueError("train_fused_adapters applies to start 'fusion' only")
+        if self.kind is None and self.start in ("fresh", "fusion"):
+            default = "seq_bn" if self.start == "fresh" else "dynamic"
+            object.__setattr__(self, "kind", default)
+        return self
+
+
+def _check_from_task(target: TargetAdapterConfig, tasks: list[str]) -> None:
+    if target.start == "fusion":
+        if target.from_task is not None:
+            raise ValueError("target.adapters.from_task: fusion uses every intermediate adapter")
+        if len(tasks) < 2:
+            raise ValueError(
+                "target.adapters.start 'fusion' fuses the adapters of two or more "
+                f"intermediate tasks; intermediate.tasks has {len(tasks)}"
+            )
+        return
+    if target.from_task is None and len(tasks) > 1:
+        raise ValueError(
+            f"target.adapters.from_task: name the intermediate task whose adapter to "
+            f"{target.start} ({', '.join(tasks)})"
+        )
+    if target.from_task is not None and target.from_task not in tasks:
+        raise ValueError(
+            f"target.adapters.from_task '{target.from_task}' is not among "
+            f"intermediate.tasks ({', '.join(tasks)})"
+        )
+    if target.from_task is None:
+        object.__setattr__(target, "from_task", tasks[0])
+
+
+class LanguageAdaptersConfig(StrictModel):
+    """MAD-X (Pfeiffer et al. 2020): a language adapter per language, trained with masked
+    language modelling on that language's text; task adapters stack on the English one,
+    and zero-shot evaluation swaps in the target language's."""
+
+    task: str = Field(description="An 'mlm' task whose splits hold each language's text.")
+    languages: list[str] | None = Field(
+        None, description="Languages to train adapters for; unset: every language of the task."
+    )
+    kind: str = Field("seq_bn_inv", description="seq_bn_inv: bottleneck + invertible adapter.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    seed: int = Field(0, description="One set of language adapters serves every run's seed.")
+    fallback: Literal["en", "none"] = Field(
+        "en",
+        description="An evaluation language without an adapter: English's adapter, or none.",
+    )
+
+
 class TaskSettings(StrictModel):
     """Per-task settings of a multi-task phase; unset values come from the task spec."""
 
@@ -197,6 +301,9 @@ class IntermediateConfig(StrictModel):
         None, description="Combine the tasks' validation scores by these weights; mean if unset."
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    adapters: AdapterConfig | None = Field(
+        None, description="Train an adapter per task instead of (or with) the encoder."
+    )
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -236,6 +343,9 @@ class IntermediateConfig(StrictModel):
 class TargetConfig(StrictModel):
     task: str
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    adapters: TargetAdapterConfig | None = Field(
+        None, description="Train the target task through adapters (see TargetAdapterConfig)."
+    )
 
 
 class EvaluationConfig(StrictModel):
@@ -269,12 +379,52 @@ class ExperimentConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     intermediate: IntermediateConfig | None = None
     target: TargetConfig
+    language_adapters: LanguageAdaptersConfig | None = None
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @model_validator(mode="after")
+    def _adapter_phases_fit(self) -> ExperimentConfig:
+        inter = self.intermediate.adapters if self.intermediate is not None else None
+        target = self.target.adapters
+        if inter is not None and target is None:
+            raise ValueError(
+                "intermediate.adapters is set: set target.adapters too, to say how the "
+                "target phase uses them (start: fresh, continue, fusion or merge)"
+            )
+        if target is not None and target.start != "fresh":
+            if inter is None:
+                raise ValueError(
+                    f"target.adapters.start '{target.start}' needs intermediate.adapters"
+                )
+            _check_from_task(target, self.intermediate.tasks)  # type: ignore[union-attr]
+        for key, adapter in (("intermediate.adapters", inter), ("target.adapters", target)):
+            if (
+                adapter is not None
+                and "embeddings" in adapter.also_train
+                and self.model.freeze_embeddings
+            ):
+                raise ValueError(
+                    f"{key}.also_train lists embeddings, but model.freeze_embeddings keeps "
+                    "them fixed; drop one of the two"
+                )
+        if self.language_adapters is not None:
+            if target is None or target.start == "merge":
+                raise ValueError(
+                    "language_adapters (MAD-X) stack a task adapter on the English language "
+                    "adapter: set target.adapters with start fresh, continue or fusion"
+                )
+            languages = self.language_adapters.languages
+            if languages is not None and "en" not in languages:
+                raise ValueError(
+                    "language_adapters.languages must include en: task adapters are "
+                    "trained on the English one"
+                )
+        return self
 
 
 # Keys that change where things are stored, not what is computed.
@@ -364,7 +514,8 @@ def describe_validation_error(err: ValidationError) -> str:
     if first["type"] == "missing":
         return f"missing required key '{key}'"
     if first["type"] == "value_error":
-        return f"key '{key}': {first['msg'].removeprefix('Value error, ')}"
+        message = first["msg"].removeprefix("Value error, ")
+        return f"key '{key}': {message}" if loc else message
     value = first.get("input")
     shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
     return f"key '{key}' has value {shown}: {first['msg']}"

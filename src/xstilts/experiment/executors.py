@@ -26,7 +26,7 @@ import yaml
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["intermediate", "target"]
+JobKind = Literal["language_adapter", "intermediate", "target"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,17 @@ OnDone = Callable[[JobResult], None]
 def execute_job(job: Job, out_root: Path) -> JobResult:
     """Run one job in this process. Never raises."""
     from xstilts.config import parse_config
-    from xstilts.experiment.pipeline import run_experiment, run_intermediate_phase
+    from xstilts.experiment.pipeline import (
+        run_experiment,
+        run_intermediate_phase,
+        run_language_adapter_phase,
+    )
 
     try:
         config = parse_config(yaml.safe_load(job.config_yaml), source=job.name)
+        if job.kind == "language_adapter":
+            run_language_adapter_phase(config, out_root, job.name)
+            return JobResult(job.name, True, job.log_path)
         if job.kind == "intermediate":
             run_intermediate_phase(config, out_root)
             return JobResult(job.name, True, job.log_path)

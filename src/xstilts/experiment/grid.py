@@ -21,10 +21,17 @@ from xstilts.config import StrictModel, parse_config
 from xstilts.errors import XstiltsError
 from xstilts.experiment import evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import EvaluationKey
-from xstilts.experiment.executors import Job
+from xstilts.experiment.executors import Job, JobKind
+from xstilts.experiment.pipeline import LANGUAGE_ADAPTERS_DIR, language_dirs
 from xstilts.experiment.resolve import resolve
 from xstilts.tasks import TaskRegistry, load_registry
 from xstilts.train.loop import phase_result
+
+PHASE_FOLDERS: dict[str, str] = {
+    "language_adapter": LANGUAGE_ADAPTERS_DIR,
+    "intermediate": "intermediate",
+    "target": "runs",
+}
 
 
 class Resources(StrictModel):
@@ -70,13 +77,13 @@ class GridConfig(StrictModel):
 @dataclass
 class PlannedRun:
     name: str
-    kind: Literal["intermediate", "target"]
+    kind: JobKind
     option: str
     target: str | None
     seed: int
     finished: bool
     config_yaml: str
-    depends_on: str | None = None
+    depends_on: tuple[str, ...] = ()
     last_error: str | None = None
     """Why the last attempt failed, when it did (from the run folder's status)."""
 
@@ -84,6 +91,10 @@ class PlannedRun:
 @dataclass
 class Plan:
     runs: list[PlannedRun]
+
+    @property
+    def language_adapters(self) -> list[PlannedRun]:
+        return [r for r in self.runs if r.kind == "language_adapter"]
 
     @property
     def intermediate(self) -> list[PlannedRun]:
@@ -94,15 +105,16 @@ class Plan:
         return [r for r in self.runs if r.kind == "target"]
 
     def jobs(self, out_root: Path, resources: Resources) -> list[Job]:
-        """Jobs for the runs still to do, intermediates first; finished work is no job."""
+        """Jobs for the runs still to do, language adapters and intermediates first;
+        finished work is no job."""
         pending = {r.name for r in self.runs if not r.finished}
         jobs = []
-        for run in [*self.intermediate, *self.targets]:
+        for run in [*self.language_adapters, *self.intermediate, *self.targets]:
             if run.finished:
                 continue
-            depends = (run.depends_on,) if run.depends_on in pending else ()
-            folder = "intermediate" if run.kind == "intermediate" else "runs"
-            log_name = "train.log" if run.kind == "intermediate" else "run.log"
+            depends = tuple(name for name in run.depends_on if name in pending)
+            folder = PHASE_FOLDERS[run.kind]
+            log_name = "run.log" if run.kind == "target" else "train.log"
             jobs.append(
                 Job(
                     name=run.name,
@@ -138,6 +150,7 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
     unknown = sorted(set(spec.option_settings) - set(spec.intermediate))
     if unknown:
         raise XstiltsError(f"{source}: grid.option_settings names unknown options {unknown}")
+    language_adapters: dict[str, PlannedRun] = {}
     intermediates: dict[str, PlannedRun] = {}
     targets: list[PlannedRun] = []
     registries: dict[tuple[Path, ...], TaskRegistry] = {}
@@ -163,6 +176,21 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                     registries[files] = load_registry(files)
                 experiment = resolve(config, registries[files])
                 config_yaml = config.to_yaml()
+                adapter_dirs = language_dirs(experiment, out_root)
+                for lang, folder in adapter_dirs.items():
+                    if folder.name not in language_adapters:
+                        done = phase_result(folder).is_file()
+                        language_adapters[folder.name] = PlannedRun(
+                            folder.name,
+                            "language_adapter",
+                            lang,
+                            None,
+                            config.language_adapters.seed,  # type: ignore[union-attr]
+                            done,
+                            config_yaml,
+                            last_error=None if done else _last_error(folder),
+                        )
+                needs = tuple(folder.name for folder in adapter_dirs.values())
                 inter_name = experiment.intermediate_name
                 if inter_name is not None and inter_name not in intermediates:
                     inter_dir = out_root / "intermediate" / inter_name
@@ -175,6 +203,7 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                         seed,
                         done,
                         config_yaml,
+                        depends_on=needs,
                         last_error=None if done else _last_error(inter_dir),
                     )
                 evaluation = config.evaluation
@@ -193,11 +222,11 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                         seed,
                         finished,
                         config_yaml,
-                        depends_on=inter_name,
+                        depends_on=(*needs, *([inter_name] if inter_name else [])),
                         last_error=None if finished else _last_error(run_dir),
                     )
                 )
-    return Plan([*intermediates.values(), *targets])
+    return Plan([*language_adapters.values(), *intermediates.values(), *targets])
 
 
 def _last_error(folder: Path) -> str | None:

@@ -51,7 +51,14 @@ def print_plan(plan: Plan, console: Console) -> None:
     table = Table(title="grid plan")
     for column in ("runs", "total", "finished", "to run", "failed last time"):
         table.add_column(column, justify="left" if column == "runs" else "right")
-    for label, runs in (("intermediate", plan.intermediate), ("target", plan.targets)):
+    phases = [
+        ("language adapter", plan.language_adapters),
+        ("intermediate", plan.intermediate),
+        ("target", plan.targets),
+    ]
+    for label, runs in phases:
+        if label == "language adapter" and not runs:
+            continue
         finished = sum(r.finished for r in runs)
         failed = sum(r.last_error is not None for r in runs)
         table.add_row(label, str(len(runs)), str(finished), str(len(runs) - finished), str(failed))

@@ -24,7 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from xstilts.config import ExperimentConfig, TaskSettings, TrainingConfig, config_hash
 from xstilts.errors import XstiltsError
 from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit
-from xstilts.experiment import evaluation_records, run_folder
+from xstilts.experiment import adapter_plans, evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import RESULTS_FILE, EvaluationKey
 from xstilts.experiment.resolve import ResolvedExperiment, resolve
 from xstilts.experiment.run_folder import RunLock, damage_hint, marked, restart
@@ -33,7 +33,17 @@ from xstilts.features import encode_split
 from xstilts.formats import get_format
 from xstilts.io import atomic_write_json, atomic_write_text, read_json
 from xstilts.metrics import get_metric
-from xstilts.modeling import MultiTaskModel, build_encoder, load_heads, load_tokenizer
+from xstilts.modeling import (
+    AdapterSetup,
+    MultiTaskModel,
+    attach_adapters,
+    build_encoder,
+    load_heads,
+    load_tokenizer,
+    load_trained_model,
+    use_language,
+    weights_fingerprint,
+)
 from xstilts.tasks.loading import LoadedSplit, load_split
 from xstilts.tasks.spec import SplitName, TaskSpec
 from xstilts.train.adversarial import make_objective
@@ -43,6 +53,8 @@ from xstilts.train.sampling import sampling_weights
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+PARAMETERS_FILE = "parameters.json"
+LANGUAGE_ADAPTERS_DIR = "language_adapters"
 
 
 @dataclass
@@ -53,6 +65,7 @@ class _TaskPlan:
     settings: TaskSettings
     weight: float
     validation_weight: float
+    validation_language: str = "en"
 
 
 @dataclass
@@ -80,8 +93,9 @@ def run_experiment(
         with log_to_file(run_dir / "run.log"), damage_hint(inter_dir):
             log.info("run %s", run_dir)
             atomic_write_text(run_dir / CONFIG_FILE, experiment.config.to_yaml())
-            runner = _Runner(experiment, run_dir, inter_dir)
+            runner = _Runner(experiment, run_dir, inter_dir, language_dirs(experiment, out_root))
             runner.check_inputs()
+            runner.train_language_adapters()
             if inter_dir is not None and not phase_result(inter_dir).is_file():
                 # Shared by every target run that starts from it: locked only to train it.
                 with RunLock(inter_dir), marked(inter_dir), log_to_file(inter_dir / "train.log"):
@@ -106,18 +120,48 @@ def run_intermediate_phase(config: ExperimentConfig, out_root: Path) -> Path:
         return inter_dir
     with RunLock(inter_dir), marked(inter_dir), log_to_file(inter_dir / "train.log"):
         run_folder.clean_scratch(inter_dir)
-        runner = _Runner(experiment, inter_dir, inter_dir)
+        runner = _Runner(experiment, inter_dir, inter_dir, language_dirs(experiment, out_root))
         runner.check_intermediate_inputs()
+        runner.train_language_adapters()
         runner.train_intermediate()
     return inter_dir
 
 
+def run_language_adapter_phase(config: ExperimentConfig, out_root: Path, name: str) -> Path:
+    """Train (or reuse) one of an experiment's language adapters, the one whose folder
+    is ``name``; grids run this before the runs that stack task adapters on it."""
+    experiment = resolve(config)
+    folders = {
+        folder.name: (lang, folder) for lang, folder in language_dirs(experiment, out_root).items()
+    }
+    if name not in folders:
+        raise XstiltsError(f"this experiment has no language adapter run '{name}'")
+    lang, folder = folders[name]
+    runner = _Runner(experiment, folder, None, {lang: folder})
+    runner.check_intermediate_inputs()
+    runner.train_language_adapters()
+    return folder
+
+
+def language_dirs(experiment: ResolvedExperiment, out_root: Path) -> dict[str, Path]:
+    """Each language adapter's training folder (none without language_adapters)."""
+    names = experiment.language_adapter_names or {}
+    return {lang: out_root / LANGUAGE_ADAPTERS_DIR / name for lang, name in names.items()}
+
+
 class _Runner:
-    def __init__(self, experiment: ResolvedExperiment, run_dir: Path, inter_dir: Path | None):
+    def __init__(
+        self,
+        experiment: ResolvedExperiment,
+        run_dir: Path,
+        inter_dir: Path | None,
+        language_dirs: dict[str, Path],
+    ):
         self.experiment = experiment
         self.config = experiment.config
         self.run_dir = run_dir
         self.inter_dir = inter_dir
+        self.language_dirs = language_dirs
         self.accelerator: Accelerator = get_accelerator(self.config.runtime)
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.config.model)
         self.splits: dict[tuple[str, SplitName, str, int | None], LoadedSplit] = {}
@@ -130,6 +174,11 @@ class _Runner:
 
     def check_intermediate_inputs(self) -> None:
         cfg = self.config
+        for lang, phase_dir in self.language_dirs.items():
+            if not phase_result(phase_dir).is_file():
+                assert cfg.language_adapters is not None
+                spec = self._language_task(lang)
+                self._load_training_splits(spec, cfg.language_adapters.training, lang)
         if self.inter_dir is not None and not phase_result(self.inter_dir).is_file():
             assert cfg.intermediate is not None
             for spec in self.experiment.intermediate:
@@ -166,13 +215,15 @@ class _Runner:
             )
         return self.splits[key]
 
-    def _load_training_splits(self, spec: TaskSpec, training: TrainingConfig) -> None:
+    def _load_training_splits(
+        self, spec: TaskSpec, training: TrainingConfig, validation_language: str = "en"
+    ) -> None:
         self._train_split(spec, training)
-        validation = self._load(spec, "validation", "en", training.max_eval_examples)
+        validation = self._load(spec, "validation", validation_language, training.max_eval_examples)
         if get_format(spec.format).references(spec, validation.examples) is None:
             raise XstiltsError(
-                f"task '{spec.name}': the English validation split has no gold labels, "
-                "and training selects its best checkpoint on it"
+                f"task '{spec.name}': the {validation_language} validation split has no gold "
+                "labels, and training selects its best checkpoint on it"
             )
 
     def _load(
@@ -213,6 +264,37 @@ class _Runner:
         return LoadedSplit(spec.name, "train", loaded.language, kept, fingerprint, loaded.dropped)
 
     # -- phases -------------------------------------------------------------------
+    def train_language_adapters(self) -> None:
+        """Train each language adapter that is not trained yet (MAD-X); every run with
+        the same model, adapter settings and text reuses them."""
+        for lang, phase_dir in self.language_dirs.items():
+            if phase_result(phase_dir).is_file():
+                continue
+            with RunLock(phase_dir), marked(phase_dir), log_to_file(phase_dir / "train.log"):
+                run_folder.clean_scratch(phase_dir)
+                self._train_language_adapter(lang, phase_dir)
+
+    def _train_language_adapter(self, lang: str, phase_dir: Path) -> None:
+        madx = self.config.language_adapters
+        assert madx is not None
+        atomic_write_text(phase_dir / CONFIG_FILE, self.config.to_yaml())
+        spec = self._language_task(lang)
+        setup = adapter_plans.language_adapter_setup(madx, lang, spec.head_name)
+        training = madx.training
+        settings = TaskSettings(
+            batch_size=training.batch_size,
+            max_length=training.max_length,
+            gradient_accumulation_steps=training.gradient_accumulation_steps,
+            adversarial=training.adversarial,
+        )
+        plan = _TaskPlan(spec, settings, 1.0, 1.0, validation_language=lang)
+        self._train([plan], training, phase_dir, None, setup, seed=madx.seed)
+
+    def _language_task(self, lang: str) -> TaskSpec:
+        """The language adapters' mlm task, trained on ``lang``'s text alone."""
+        assert self.experiment.language_task is not None
+        return self.experiment.language_task.model_copy(update={"train_languages": [lang]})
+
     def train_intermediate(self) -> None:
         cfg = self.config
         assert self.inter_dir is not None and cfg.intermediate is not None
@@ -240,7 +322,7 @@ class _Runner:
             )
             for spec in self.experiment.intermediate
         ]
-        self._train(plans, inter.training, self.inter_dir, None)
+        self._train(plans, inter.training, self.inter_dir, None, self._intermediate_setup())
 
     def train_target(self) -> None:
         if not get_format(self.experiment.target.format).trainable:
@@ -250,7 +332,6 @@ class _Runner:
             log.info("target phase already trained: reusing %s", self.run_dir / BEST_DIR)
             return
         evaluation_records.clear(self.run_dir)  # they scored a model about to be replaced
-        init_from = self.inter_dir / BEST_DIR if self.inter_dir is not None else None
         training = self.config.target.training
         settings = TaskSettings(
             batch_size=training.batch_size,
@@ -259,7 +340,7 @@ class _Runner:
             adversarial=training.adversarial,
         )
         plan = _TaskPlan(self.experiment.target, settings, 1.0, 1.0)
-        self._train([plan], training, self.run_dir, init_from)
+        self._train([plan], training, self.run_dir, self._target_start(), self._target_setup())
 
     def _train(
         self,
@@ -267,15 +348,25 @@ class _Runner:
         training: TrainingConfig,
         phase_dir: Path,
         init_from: Path | None,
+        setup: AdapterSetup | None,
+        seed: int | None = None,
     ) -> None:
         assert training.epochs is not None
-        model = self._build_model([plan.spec for plan in plans], init_from)
+        seed = self.config.seed if seed is None else seed
+        model = self._build_model([plan.spec for plan in plans], init_from, setup, seed)
+        if self.accelerator.is_main_process:
+            summary = model.adapters.summary() if model.adapters is not None else None
+            atomic_write_json(
+                phase_dir / PARAMETERS_FILE, {**model.parameter_counts(), "adapters": summary}
+            )
         tasks = []
         for plan in plans:
             spec, settings = plan.spec, plan.settings
             assert settings.max_length is not None and settings.batch_size is not None
             train = self._train_split(spec, training)
-            validation = self._load(spec, "validation", "en", training.max_eval_examples)
+            validation = self._load(
+                spec, "validation", plan.validation_language, training.max_eval_examples
+            )
             tasks.append(
                 TrainTask(
                     spec=spec,
@@ -296,22 +387,50 @@ class _Runner:
             training,
             epochs=training.epochs,
             phase_dir=phase_dir,
-            seed=self.config.seed,
+            seed=seed,
             tokenizer=self.tokenizer,
             accelerator=self.accelerator,
         )
         self.accelerator.free_memory()
 
-    def _build_model(self, specs: list[TaskSpec], init_from: Path | None) -> MultiTaskModel:
-        set_seed(self.config.seed)  # head initialisation depends on it
-        encoder = build_encoder(self.config.model, self.tokenizer, init_from)
+    def _build_model(
+        self,
+        specs: list[TaskSpec],
+        init_from: Path | None,
+        setup: AdapterSetup | None = None,
+        seed: int | None = None,
+    ) -> MultiTaskModel:
+        set_seed(self.config.seed if seed is None else seed)  # heads and adapters start random
+        model_config = self.config.model
+        encoder = build_encoder(model_config, self.tokenizer, init_from)
+        base = {
+            "model": model_config.display_name,
+            "revision": model_config.revision,
+            "start": str(init_from) if init_from is not None else model_config.display_name,
+            "sha256": weights_fingerprint(encoder),
+        }
         heads, formats = {}, {}
         for spec in specs:
             fmt = get_format(spec.format)
             if spec.head_name not in heads:
                 heads[spec.head_name] = fmt.build_head(spec, encoder)
                 formats[spec.head_name] = fmt
-        return MultiTaskModel(encoder, heads, formats)
+        routes = attach_adapters(encoder, setup, list(heads)) if setup is not None else None
+        return MultiTaskModel(encoder, heads, formats, base=base, adapters=setup, routes=routes)
+
+    # -- adapters -----------------------------------------------------------------
+    def _intermediate_setup(self) -> AdapterSetup | None:
+        return adapter_plans.intermediate_setup(self.experiment, self.language_dirs)
+
+    def _target_setup(self) -> AdapterSetup | None:
+        return adapter_plans.target_setup(self.experiment, self.inter_dir, self.language_dirs)
+
+    def _target_start(self) -> Path | None:
+        """The encoder the target phase starts from: the intermediate phase's when it
+        trained the encoder itself, else the pretrained one (its adapters come on top)."""
+        if self.inter_dir is None or self._intermediate_setup() is not None:
+            return None
+        return self.inter_dir / BEST_DIR
 
     def _encode(self, spec: TaskSpec, loaded: LoadedSplit, max_length: int):
         fmt = get_format(spec.format)
@@ -338,11 +457,12 @@ class _Runner:
                 continue
             log.info("evaluating language %s (%s)", lang, key.name)
             evaluator = evaluator or self._evaluator(spec)
+            adapter = self._use_language_adapter(evaluator.model, lang)
             item = LanguageSplit(lang, self._evaluation_set(spec, loaded))
             if calibration is not None:
                 item.calibration_data = self._evaluation_set(spec, calibration)
             scores = evaluator.language(item, key.split, key.predictions_dir(self.run_dir))
-            record["languages"][lang] = {**scores, "data": data}
+            record["languages"][lang] = {**scores, "data": data, **adapter}
             if self.accelerator.is_main_process:
                 evaluation_records.save_record(self.run_dir, key, record)
         results = self._results(spec, record)
@@ -352,12 +472,27 @@ class _Runner:
             atomic_write_json(self.run_dir / RESULTS_FILE, results)
         return results
 
+    def _use_language_adapter(self, model: MultiTaskModel, lang: str) -> dict[str, Any]:
+        """MAD-X: swap in ``lang``'s language adapter; say which one ran (recorded with
+        the language's scores)."""
+        madx = self.config.language_adapters
+        if madx is None or model.adapters is None:
+            return {}
+        used = use_language(model.routes, model.adapters, lang, madx.fallback)
+        if used is not None and used != lang:
+            log.info("%s has no language adapter: using %s's", lang, used)
+        return {"language_adapter": used}
+
     def _evaluator(self, spec: TaskSpec) -> Evaluator:
         fmt = get_format(spec.format)
         if fmt.trainable:
             best = self.run_dir / BEST_DIR
-            model = self._build_model([spec], best)
-            load_heads(model, best)
+            if self._target_keeps_adapters():
+                model = self._build_model([spec], self._target_start(), self._target_setup())
+                load_trained_model(model, best)
+            else:
+                model = self._build_model([spec], best)
+                load_heads(model, best)
         else:  # zero-shot from the encoder: the intermediate one, or the pretrained one
             model = self._build_model([spec], self.inter_dir / BEST_DIR if self.inter_dir else None)
         model.to(self.accelerator.device)
@@ -369,6 +504,11 @@ class _Runner:
             batch_size=self.config.evaluation.batch_size,
             device=self.accelerator.device,
         )
+
+    def _target_keeps_adapters(self) -> bool:
+        """Whether the target's best model is adapters on a base (not a whole encoder)."""
+        wanted = self.config.target.adapters
+        return wanted is not None and wanted.start != "merge"
 
     def _language_data(
         self, spec: TaskSpec, split: SplitName, lang: str
@@ -412,6 +552,12 @@ class _Runner:
                 cfg.intermediate.training.max_train_examples if cfg.intermediate else None
             ),
             "adversarial": adversarial_summary(cfg),
+            "adapters": adapter_plans.adapters_summary(cfg),
+            "parameters": {
+                phase: read_json(folder / PARAMETERS_FILE)
+                for phase, folder in (("intermediate", self.inter_dir), ("target", self.run_dir))
+                if folder is not None and (folder / PARAMETERS_FILE).is_file()
+            },
             "target_task": spec.name,
             "task_family": spec.family,
             "benchmarks": spec.benchmarks,

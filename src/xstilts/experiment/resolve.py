@@ -18,6 +18,12 @@ from xstilts.formats import get_format
 from xstilts.metrics import get_metric
 from xstilts.model_store import model_location
 from xstilts.model_store.catalog import cache_root
+from xstilts.modeling.adapter_setup import (
+    check_fusable,
+    check_mergeable,
+    fusion_config,
+    library_config,
+)
 from xstilts.tasks import TaskRegistry, TaskSpec, load_registry
 from xstilts.tasks.loading import with_label_file
 
@@ -31,6 +37,10 @@ class ResolvedExperiment:
     languages: list[str]
     intermediate_name: str | None
     run_name: str
+    language_task: TaskSpec | None = None
+    """The mlm task language adapters (MAD-X) are trained on."""
+    language_adapter_names: dict[str, str] | None = None
+    """Language -> the folder name of its adapter's training run."""
 
     @property
     def cache_dir(self) -> Path:
@@ -52,6 +62,10 @@ def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> R
             intermediate.append(with_label_file(spec, data_dir))
     target = with_label_file(_task(registry, config.target.task, "target.task"), data_dir)
     languages = _languages(config, target)
+    language_task = None
+    if config.language_adapters is not None:
+        language_task = _task(registry, config.language_adapters.task, "language_adapters.task")
+    _check_adapters(config, target, language_task)
 
     resolved = config.model_copy(deep=True)
     if resolved.intermediate is not None:
@@ -65,15 +79,26 @@ def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> R
         }
     resolved.target.training = _fill_defaults(resolved.target.training, target)
     resolved.evaluation.languages = languages
+    if resolved.language_adapters is not None:
+        assert language_task is not None
+        madx = resolved.language_adapters
+        madx.languages = madx.languages or list(language_task.languages)
+        madx.training = _fill_defaults(madx.training, language_task)
     if resolved.data.cache_dir is None:
         resolved.data.cache_dir = cache_root()
     if config.model.tiny is None:
         # an embedded model must be installed, a local folder must hold a model
         model_location(config.model.name, with_tokenizer=True)
 
+    language_adapter_names = None
+    if resolved.language_adapters is not None:
+        assert language_task is not None
+        language_adapter_names = _language_adapter_names(resolved, language_task)
     intermediate_name = None
     if resolved.intermediate is not None:
         payload = _intermediate_payload(resolved, intermediate)
+        if resolved.intermediate.adapters is not None and language_adapter_names:
+            payload["stacked_on"] = language_adapter_names["en"]
         slug = "+".join(resolved.intermediate.tasks)
         intermediate_name = f"{slug}-s{resolved.seed}-{config_hash(payload)}"
     run_payload = semantic_dump(resolved)
@@ -82,7 +107,15 @@ def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> R
     slug = "+".join(resolved.intermediate.tasks) if resolved.intermediate else "baseline"
     run_name = f"{target.name}-{slug}-s{resolved.seed}-{config_hash(run_payload)}"
     return ResolvedExperiment(
-        resolved, registry, intermediate, target, languages, intermediate_name, run_name
+        resolved,
+        registry,
+        intermediate,
+        target,
+        languages,
+        intermediate_name,
+        run_name,
+        language_task,
+        language_adapter_names,
     )
 
 
@@ -152,3 +185,71 @@ def _intermediate_payload(config: ExperimentConfig, specs: list[TaskSpec]) -> di
         "runtime": dumped.get("runtime"),
         "specs": [_spec_payload(s) for s in specs],
     }
+
+
+def _language_adapter_names(config: ExperimentConfig, spec: TaskSpec) -> dict[str, str]:
+    """One training run per language, shared by every experiment with the same model,
+    adapter kind, training settings, seed and text."""
+    dumped = semantic_dump(config)
+    madx = dict(dumped.get("language_adapters") or {})
+    for key in ("languages", "fallback"):  # what is evaluated, not what is trained
+        madx.pop(key, None)
+    names = {}
+    assert config.language_adapters is not None and config.language_adapters.languages
+    for lang in config.language_adapters.languages:
+        payload = {
+            "model": dumped.get("model"),
+            "language_adapters": madx,
+            "language": lang,
+            "data": dumped.get("data"),
+            "runtime": dumped.get("runtime"),
+            "spec": _spec_payload(spec),
+        }
+        names[lang] = f"{lang}-{spec.name}-{config_hash(payload)}"
+    return names
+
+
+def _check_adapters(
+    config: ExperimentConfig, target: TaskSpec, language_task: TaskSpec | None
+) -> None:
+    """Adapter kinds and options the adapters library accepts, before any work."""
+    inter = config.intermediate.adapters if config.intermediate is not None else None
+    if inter is not None:
+        library_config(inter.kind, inter.options, "intermediate.adapters")
+    wanted = config.target.adapters
+    if wanted is not None:
+        if not get_format(target.format).trainable:
+            raise XstiltsError(
+                f"target.adapters: task '{target.name}' is evaluated straight from the "
+                f"encoder (format {target.format}); it trains no adapter"
+            )
+        assert wanted.kind is not None or wanted.start in ("continue", "merge")
+        if wanted.start == "fresh":
+            library_config(str(wanted.kind), wanted.options, "target.adapters")
+        elif wanted.start == "fusion":
+            assert inter is not None
+            fusion_config(str(wanted.kind), wanted.options, "target.adapters")
+            check_fusable(inter.kind, inter.options, "intermediate.adapters")
+        elif wanted.start == "merge":
+            assert inter is not None
+            check_mergeable(inter.kind, "intermediate.adapters")
+    madx = config.language_adapters
+    if madx is not None:
+        assert language_task is not None
+        if language_task.format != "mlm":
+            raise XstiltsError(
+                f"language_adapters.task: '{language_task.name}' has format "
+                f"{language_task.format}; language adapters train on an 'mlm' task"
+            )
+        if "en" not in (madx.languages or language_task.languages):
+            raise XstiltsError(
+                f"language_adapters.task: '{language_task.name}' has no English text, and "
+                "task adapters are trained on the English language adapter"
+            )
+        unknown = sorted(set(madx.languages or []) - set(language_task.languages))
+        if unknown:
+            raise XstiltsError(
+                f"language_adapters.languages: {', '.join(unknown)} not among the languages "
+                f"of task '{language_task.name}' ({', '.join(language_task.languages)})"
+            )
+        library_config(madx.kind, madx.options, "language_adapters")

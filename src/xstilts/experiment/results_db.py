@@ -41,6 +41,9 @@ COLUMNS = (
     "intermediate_tasks",
     "intermediate_examples",
     "adversarial",
+    "adapters",
+    "intermediate_trained",
+    "target_trained",
     "target",
     "target_family",
     "seed",
@@ -60,6 +63,9 @@ CREATE TABLE IF NOT EXISTS results (
     intermediate_tasks TEXT NOT NULL,
     intermediate_examples INTEGER,
     adversarial TEXT NOT NULL DEFAULT '',
+    adapters TEXT NOT NULL DEFAULT '',
+    intermediate_trained INTEGER,
+    target_trained INTEGER,
     target TEXT NOT NULL,
     target_family TEXT,
     seed INTEGER,
@@ -95,6 +101,13 @@ def language_score(values: dict[str, Any], main_metric: str) -> float | None:
     return _number(values.get(main_metric))
 
 
+def _trained(results: dict[str, Any], phase: str) -> int | None:
+    """Parameters the run's ``phase`` trained (results.json 'parameters'), if recorded."""
+    counts = (results.get("parameters") or {}).get(phase) or {}
+    trained = counts.get("trained")
+    return int(trained) if isinstance(trained, int) else None
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -114,6 +127,9 @@ def result_rows(results: dict[str, Any], results_path: Path | str | None = None)
         "intermediate_tasks": "+".join(results.get("intermediate_tasks") or []),
         "intermediate_examples": int(examples) if examples is not None else None,
         "adversarial": results.get("adversarial") or "",
+        "adapters": results.get("adapters") or "",
+        "intermediate_trained": _trained(results, "intermediate"),
+        "target_trained": _trained(results, "target"),
         "target": results["target_task"],
         "target_family": results.get("task_family"),
         "seed": results.get("seed"),

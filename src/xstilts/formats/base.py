@@ -40,6 +40,9 @@ class TaskFormat(ABC):
     prediction_suffix: ClassVar[str]
     trainable: ClassVar[bool] = True
     """False for formats evaluated straight from the encoder (zero-shot retrieval)."""
+    predicts_tokens: ClassVar[bool] = False
+    """True when the head maps hidden states back to the vocabulary (masked LM): an
+    invertible language adapter (MAD-X) then runs in reverse before it."""
     default_options: ClassVar[Mapping[str, Any]] = {}
     """Format options a task spec (``options``) may set, with their defaults."""
 

@@ -100,6 +100,7 @@ class MaskedLMHead(nn.Module):
 
 class MaskedLM(TaskFormat):
     name = "mlm"
+    predicts_tokens = True
     fields = FieldSpec(required=("text",))
     prediction_suffix = "tsv"
     tensor_keys = ("mask_token_id", "vocab_size", "example_index")

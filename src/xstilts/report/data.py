@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from xstilts.errors import XstiltsError
 from xstilts.experiment.results_db import SCORE_METRIC, load_table
 
 BASELINE = "baseline"
@@ -41,6 +42,8 @@ class Option:
     family: str
     adversarial: str = ""
     """Which phases train adversarially ('' for standard training), from results.json."""
+    adapters: str = ""
+    """The adapter setup ('' for full fine-tuning), from results.json."""
 
     @property
     def label(self) -> str:
@@ -59,6 +62,10 @@ class GridScores:
     options: list[Option]
     targets: list[str]
     lang: dict[tuple[str, str, Any], dict[str, float]] = field(default_factory=dict)
+    metric: str = SCORE_METRIC
+    """The per-language metric compared: the XTREME task score, or any metric key."""
+    trained: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    """Parameters trained per (option label, phase), over its runs."""
 
     @property
     def baseline(self) -> Option | None:
@@ -108,13 +115,20 @@ def _sort_key(option: Option) -> tuple:
     return (not option.is_baseline, option.family, option.name, option.examples or 0)
 
 
-def grid_scores(rows: list[dict[str, Any]], name: str) -> GridScores:
-    """Collect the derived ``score`` rows of the results table."""
+def grid_scores(rows: list[dict[str, Any]], name: str, metric: str = SCORE_METRIC) -> GridScores:
+    """Collect the rows of one metric (the derived XTREME ``score`` unless another key,
+    such as ``f1``, is asked for) of the results table."""
     options: dict[str, Option] = {}
     lang: dict[tuple[str, str, Any], dict[str, float]] = defaultdict(dict)
+    trained: dict[tuple[str, str], set[int]] = defaultdict(set)
     targets: list[str] = []
+    known = sorted({row["metric"] for row in rows})
+    if rows and metric not in known:
+        raise XstiltsError(
+            f"--metric {metric}: no run of {name} records it; its metrics: {', '.join(known)}"
+        )
     for row in rows:
-        if row["metric"] != SCORE_METRIC:
+        if row["metric"] != metric:
             continue
         tasks = tuple(t for t in (row["intermediate_tasks"] or "").split("+") if t)
         option = Option(
@@ -123,8 +137,12 @@ def grid_scores(rows: list[dict[str, Any]], name: str) -> GridScores:
             examples=row["intermediate_examples"],
             family=option_family(tasks),
             adversarial=row.get("adversarial") or "",
+            adapters=row.get("adapters") or "",
         )
         options.setdefault(option.label, option)
+        for phase in ("intermediate", "target"):
+            if row.get(f"{phase}_trained") is not None:
+                trained[(option.label, phase)].add(row[f"{phase}_trained"])
         if row["target"] not in targets:
             targets.append(row["target"])
         lang[(option.label, row["target"], row["seed"])][row["language"]] = row["value"]
@@ -133,9 +151,11 @@ def grid_scores(rows: list[dict[str, Any]], name: str) -> GridScores:
         options=sorted(options.values(), key=_sort_key),
         targets=sorted(targets),
         lang=dict(lang),
+        metric=metric,
+        trained=dict(trained),
     )
 
 
-def load_grid(grid_dir: Path | str) -> GridScores:
+def load_grid(grid_dir: Path | str, metric: str = SCORE_METRIC) -> GridScores:
     grid_dir = Path(grid_dir)
-    return grid_scores(load_table(grid_dir), grid_dir.resolve().name)
+    return grid_scores(load_table(grid_dir), grid_dir.resolve().name, metric)

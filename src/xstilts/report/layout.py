@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from xstilts.experiment.results_db import SCORE_METRIC
+from xstilts.report.data import GridScores
 from xstilts.report.render import PM, Table
 from xstilts.report.significance import ALPHA, RESAMPLES, stars
 from xstilts.report.tables import AdversarialRow, Cell, FamilyRow, MainRow, XtremeScore
@@ -33,7 +35,14 @@ class Fmt:
         return text
 
 
-def main_table(rows: list[MainRow], targets: list[str]) -> Table:
+def metric_words(metric: str) -> str:
+    """How the notes name the compared per-language number."""
+    if metric == SCORE_METRIC:
+        return "the task score averaged over languages (QA: (EM+F1)/2)"
+    return f"'{metric}' averaged over languages"
+
+
+def main_table(rows: list[MainRow], targets: list[str], metric: str = SCORE_METRIC) -> Table:
     fmt = Fmt(rows)
     body, breaks, last_family = [], [], None
     for i, row in enumerate(rows):
@@ -48,8 +57,8 @@ def main_table(rows: list[MainRow], targets: list[str]) -> Table:
     seeds = sorted({c.n for r in rows for c in r.cells.values() if c is not None})
     notes = [
         f"Mean {PM} sample standard deviation (ddof=1) over seeds (n = "
-        f"{', '.join(map(str, seeds))}) of the task score averaged over languages "
-        "(QA: (EM+F1)/2). In parentheses: difference to the baseline; "
+        f"{', '.join(map(str, seeds))}) of {metric_words(metric)}. "
+        "In parentheses: difference to the baseline; "
         f"* p < {ALPHA} in a paired bootstrap over (seed, language) pairs "
         f"({RESAMPLES:,} resamples).",
     ]
@@ -122,3 +131,36 @@ def adversarial_table(rows: list[AdversarialRow], fmt: Fmt) -> Table:
             f"language) pairs ({RESAMPLES:,} resamples).",
         ],
     )
+
+
+def parameters_table(rows: list[MainRow], grid: GridScores, fmt: Fmt) -> Table:
+    """Each option's adapter setup and parameters trained beside its average score."""
+    body = []
+    for row in rows:
+        label = row.option.label
+        trained = [_count(grid.trained.get((label, phase))) for phase in ("intermediate", "target")]
+        setup = row.option.adapters or "full fine-tuning"
+        body.append([label, setup, *trained, fmt.num(row.average)])
+    return Table(
+        title="Parameters trained per option",
+        header=["Option", "Adapters", "Intermediate trained", "Target trained", "Avg"],
+        rows=body,
+        notes=[
+            f"Avg: mean over targets of {metric_words(grid.metric)}. Parameters trained in "
+            "each phase (heads included; a range where targets differ in their heads).",
+        ],
+    )
+
+
+def _count(values: set[int] | None) -> str:
+    if not values:
+        return DASH
+    low, high = min(values), max(values)
+    return _short(low) if low == high else f"{_short(low)}–{_short(high)}"
+
+
+def _short(count: int) -> str:
+    for size, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if count >= size:
+            return f"{count / size:.3g}{suffix}"
+    return str(count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xstilts.errors import XstiltsError
+from xstilts.experiment.results_db import SCORE_METRIC
 from xstilts.report import csv_tables, figures
 from xstilts.report.data import load_grid
 from xstilts.report.html import page
@@ -13,6 +14,7 @@ from xstilts.report.layout import (
     adversarial_table,
     family_table,
     main_table,
+    parameters_table,
     xtreme_table,
 )
 from xstilts.report.render import to_latex, to_markdown
@@ -24,12 +26,15 @@ def write_report(
     out_dir: Path | str,
     *,
     target_for_languages: str | None = None,
+    metric: str = SCORE_METRIC,
     resamples: int = 10_000,
     seed: int = 0,
 ) -> list[Path]:
-    """Write every report file of ``grid_dir`` into ``out_dir``; returns the paths."""
+    """Write every report file of ``grid_dir`` into ``out_dir``; returns the paths.
+    ``metric``: the per-language number options are compared by (the XTREME task score,
+    or any metric key the runs record, e.g. ``f1``)."""
     grid_dir, out_dir = Path(grid_dir), Path(out_dir)
-    grid = load_grid(grid_dir)
+    grid = load_grid(grid_dir, metric)
     if not grid.targets:
         raise XstiltsError(f"{grid_dir}: no finished runs with scores to report")
     target = target_for_languages or grid.targets[0]
@@ -42,10 +47,12 @@ def write_report(
     score = xtreme_score(rows, grid.targets)
     fmt = Fmt(rows)
     tables = [
-        main_table(rows, grid.targets),
+        main_table(rows, grid.targets, metric),
         xtreme_table(score, grid.targets, fmt),
         family_table(families, grid.targets, fmt),
     ]
+    if any(row.option.adapters for row in rows):
+        tables.append(parameters_table(rows, grid, fmt))
     adversarial = adversarial_rows(grid, resamples=resamples, seed=seed)
     if adversarial:
         tables.append(adversarial_table(adversarial, fmt))

@@ -1,8 +1,9 @@
 """Training checkpoints without pickle: tensors in safetensors, the rest in JSON.
 
-A checkpoint holds the model, the optimizer and scheduler, every random number
-generator and the loop's own state (step, stream positions, early stopping), so
-a resumed run continues exactly where the saved one stood.
+A checkpoint holds the parameters that train (a frozen base is rebuilt, not saved:
+its sha256 is recorded and checked), the optimizer and scheduler, every random
+number generator and the loop's own state (step, stream positions, early stopping),
+so a resumed run continues exactly where the saved one stood.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from xstilts.errors import XstiltsError
 from xstilts.io import atomic_dir, atomic_write_json, read_json, reading_back, settled_dir
 
 MODEL_FILE = "model.safetensors"
@@ -36,7 +38,7 @@ def save_checkpoint(
     """``objective_states``: per task index, the tensors its training objective carries
     across steps (SMART's teacher)."""
     with atomic_dir(target) as scratch:
-        save_model(model, str(scratch / MODEL_FILE))
+        save_file(_trained_parameters(model), str(scratch / MODEL_FILE))
         optimizer_tensors, optimizer_rest = _split_optimizer_state(optimizer.state_dict())
         save_file(optimizer_tensors, str(scratch / OPTIMIZER_TENSORS))
         rng_tensors, rng_rest = _rng_state()
@@ -56,6 +58,7 @@ def save_checkpoint(
                 # LambdaLR's state is plain data (its lambdas are saved as None).
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_rest,
+                "base": getattr(model, "base", None),
             },
         )
 
@@ -77,8 +80,17 @@ def load_checkpoint(
         saved = read_json(source / STATE_FILE)
         loop_state, optimizer_rest = saved["loop"], saved["optimizer"]
         scheduler_state, rng_rest = saved["scheduler"], saved["rng"]
+    _check_base(source / STATE_FILE, saved.get("base"), getattr(model, "base", None))
     with reading_back(source / MODEL_FILE):
-        load_model(model, str(source / MODEL_FILE))
+        trained = load_file(str(source / MODEL_FILE))
+    wanted = {name for name, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(wanted - set(trained))
+    if missing:
+        raise XstiltsError(
+            f"{source / MODEL_FILE}: no weights for {', '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}; the checkpoint belongs to another setup"
+        )
+    model.load_state_dict(trained, strict=False)
     with reading_back(source / OPTIMIZER_TENSORS):
         optimizer_tensors = load_file(str(source / OPTIMIZER_TENSORS))
         optimizer.load_state_dict(_join_optimizer_state(optimizer_tensors, optimizer_rest))
@@ -100,6 +112,24 @@ def load_objective_states(source: Path) -> dict[int, dict[str, torch.Tensor]]:
         index, name = key.split("/", 1)
         states.setdefault(int(index), {})[name] = tensor
     return states
+
+
+def _trained_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that train (tied ones once): all a checkpoint needs of the model."""
+    return {
+        name: parameter.detach().contiguous().cpu()
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad
+    }
+
+
+def _check_base(path: Path, saved: dict[str, Any] | None, current: dict[str, Any] | None) -> None:
+    if saved and current and saved.get("sha256") != current.get("sha256"):
+        raise XstiltsError(
+            f"{path}: this checkpoint was trained on a base with sha256 "
+            f"{saved.get('sha256', '?')[:12]}, but the run now starts from "
+            f"{current.get('sha256', '?')[:12]}; restart the phase (--restart-phase)"
+        )
 
 
 def _split_optimizer_state(

@@ -1,12 +1,13 @@
-"""The model: one shared encoder and a head per task (or head-sharing group)."""
+"""The starting encoder of a phase and its tokenizer: pretrained, a previous phase's,
+or a tiny random one; which of its parts stay frozen; a fingerprint of its weights."""
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
     AutoModel,
@@ -20,34 +21,10 @@ from transformers import (
 
 from xstilts.config import ModelConfig, TinyModelConfig
 from xstilts.errors import XstiltsError
-from xstilts.formats import TaskFormat
-from xstilts.formats.base import Batch, Outputs
-from xstilts.io import atomic_dir, atomic_write_json, reading_back
+from xstilts.io import reading_back
 from xstilts.model_store import model_location
 
 ENCODER_DIR = "encoder"
-HEADS_FILE = "heads.safetensors"
-HEADS_INDEX = "heads.json"
-
-
-class MultiTaskModel(nn.Module):
-    def __init__(
-        self,
-        encoder: PreTrainedModel,
-        heads: dict[str, nn.Module],
-        formats: dict[str, TaskFormat],
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.heads = nn.ModuleDict(heads)
-        self.formats = formats
-
-    def forward(self, head: str, batch: Batch) -> Outputs:
-        return self.formats[head].forward(self.encoder, self.heads[head], batch)
-
-
-# ---------------------------------------------------------------------------
-# Tokenizers and encoders
 
 
 def tiny_tokenizer_path(tiny: TinyModelConfig) -> Path:
@@ -156,42 +133,12 @@ def _tiny_encoder(tiny: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> 
         return XLMRobertaModel(config, add_pooling_layer=False)
 
 
-# ---------------------------------------------------------------------------
-# Saving and loading a trained model (encoder in the Hugging Face layout)
-
-
-def save_model(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
-    """Write ``target/encoder`` (save_pretrained, safetensors) and the heads, atomically."""
-    with atomic_dir(target) as scratch:
-        model.encoder.save_pretrained(scratch / ENCODER_DIR, safe_serialization=True)
-        tokenizer.save_pretrained(scratch / ENCODER_DIR)
-        tied = _tied_head_keys(model)
-        heads = {
-            k: v.detach().contiguous().cpu()
-            for k, v in model.heads.state_dict().items()
-            if k not in tied
-        }
-        save_file(heads, str(scratch / HEADS_FILE))
-        atomic_write_json(scratch / HEADS_INDEX, {"heads": sorted(model.heads)})
-
-
-def load_heads(model: MultiTaskModel, source: Path) -> None:
-    """Load saved head weights; heads of other tasks saved alongside are ignored."""
-    with reading_back(source / HEADS_FILE):
-        state = load_file(str(source / HEADS_FILE))
-    missing, _unexpected = model.heads.load_state_dict(state, strict=False)
-    missing = [key for key in missing if key not in _tied_head_keys(model)]
-    if missing:
-        raise XstiltsError(f"{source / HEADS_FILE}: no weights for {', '.join(missing)}")
-
-
-def _tied_head_keys(model: MultiTaskModel) -> set[str]:
-    """Head state keys whose tensor is the encoder's (an MLM decoder tied to the input
-    embeddings) or an earlier head key's (a shared bias): saved once, elsewhere."""
-    seen = {id(t) for t in model.encoder.state_dict(keep_vars=True).values()}
-    tied: set[str] = set()
-    for key, tensor in model.heads.state_dict(keep_vars=True).items():
-        if id(tensor) in seen:
-            tied.add(key)
-        seen.add(id(tensor))
-    return tied
+def weights_fingerprint(module: nn.Module) -> str:
+    """sha256 over every tensor of ``module``'s state (names, dtypes, shapes and bytes), so
+    a saved adapter can check that it is put back on the very weights it was trained on."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
+        digest.update(data.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,40 @@
+"""The model: encoders, adapters, heads, and how a phase's model is saved and loaded."""
+
+from xstilts.modeling.adapter_setup import (
+    AdapterRoutes,
+    AdapterSetup,
+    AdapterSpec,
+    Restored,
+    attach_adapters,
+    use_language,
+)
+from xstilts.modeling.encoders import (
+    ENCODER_DIR,
+    build_encoder,
+    freeze,
+    load_tokenizer,
+    tiny_tokenizer_path,
+    weights_fingerprint,
+)
+from xstilts.modeling.multitask import MultiTaskModel
+from xstilts.modeling.saving import HEADS_FILE, load_heads, load_trained_model, save_model
+
+__all__ = [
+    "ENCODER_DIR",
+    "HEADS_FILE",
+    "AdapterRoutes",
+    "AdapterSetup",
+    "AdapterSpec",
+    "MultiTaskModel",
+    "Restored",
+    "attach_adapters",
+    "build_encoder",
+    "freeze",
+    "load_heads",
+    "load_tokenizer",
+    "load_trained_model",
+    "save_model",
+    "tiny_tokenizer_path",
+    "use_language",
+    "weights_fingerprint",
+]

@@ -1,0 +1,113 @@
+"""Saving and loading a phase's best model.
+
+Without adapters, ``best/`` is the encoder in the Hugging Face layout plus the heads.
+With adapters it holds only what the phase trained: ``trained.safetensors`` (adapters,
+fusion layers and any encoder parts trained beside them), the heads, ``base.json``
+naming the frozen base it belongs on (model, revision, sha256 of its weights), and an
+``adapterhub/`` copy of each trained adapter for use with the adapters library alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from transformers import PreTrainedTokenizerBase
+
+from xstilts.errors import XstiltsError
+from xstilts.io import atomic_dir, atomic_write_json, read_json, reading_back
+from xstilts.modeling.adapter_setup import TRAINED_FILE, load_trained, trained_encoder_state
+from xstilts.modeling.encoders import ENCODER_DIR
+from xstilts.modeling.multitask import MultiTaskModel
+
+HEADS_FILE = "heads.safetensors"
+HEADS_INDEX = "heads.json"
+BASE_FILE = "base.json"
+ADAPTERHUB_DIR = "adapterhub"
+
+
+def save_model(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+    """Write the phase's model to ``target`` atomically (layout: see the module doc)."""
+    with atomic_dir(target) as scratch:
+        if model.adapters is None:
+            model.encoder.save_pretrained(scratch / ENCODER_DIR, safe_serialization=True)
+            tokenizer.save_pretrained(scratch / ENCODER_DIR)
+        else:
+            save_file(trained_encoder_state(model.encoder), str(scratch / TRAINED_FILE))
+            atomic_write_json(scratch / BASE_FILE, model.base or {})
+            _export_adapters(model, scratch / ADAPTERHUB_DIR)
+        tied = _tied_head_keys(model)
+        heads = {
+            k: v.detach().contiguous().cpu()
+            for k, v in model.heads.state_dict().items()
+            if k not in tied
+        }
+        save_file(heads, str(scratch / HEADS_FILE))
+        atomic_write_json(scratch / HEADS_INDEX, {"heads": sorted(model.heads)})
+
+
+def load_trained_model(model: MultiTaskModel, source: Path) -> None:
+    """Load a saved best model into ``model``, built the way the phase built it: heads,
+    and for an adapter phase its trained parts, after checking the base is the same."""
+    if (source / TRAINED_FILE).is_file():
+        check_base(model, source / BASE_FILE)
+        load_trained(model.encoder, source)
+    load_heads(model, source)
+
+
+def check_base(model: MultiTaskModel, path: Path) -> None:
+    with reading_back(path):
+        saved: dict[str, Any] = read_json(path)
+    current = model.base or {}
+    if saved.get("sha256") != current.get("sha256"):
+        raise XstiltsError(
+            f"{path}: these adapters were trained on {_describe(saved)}, but the model "
+            f"rebuilt for them is {_describe(current)}; its weights differ"
+        )
+
+
+def _describe(base: dict[str, Any]) -> str:
+    where = base.get("start") or base.get("model") or "an unknown base"
+    return f"{where} (sha256 {str(base.get('sha256'))[:12]})"
+
+
+def load_heads(model: MultiTaskModel, source: Path) -> None:
+    """Load saved head weights; heads of other tasks saved alongside are ignored."""
+    with reading_back(source / HEADS_FILE):
+        state = load_file(str(source / HEADS_FILE))
+    missing, _unexpected = model.heads.load_state_dict(state, strict=False)
+    missing = [key for key in missing if key not in _tied_head_keys(model)]
+    if missing:
+        raise XstiltsError(f"{source / HEADS_FILE}: no weights for {', '.join(missing)}")
+
+
+def _export_adapters(model: MultiTaskModel, folder: Path) -> None:
+    """Each trained adapter (and fusion layer) in the adapters library's own layout."""
+    setup = model.adapters
+    assert setup is not None
+    folder.mkdir()
+    for name in setup.trained:
+        try:
+            model.encoder.save_adapter(str(folder / name), name, use_safetensors=True)
+        except RuntimeError:
+            # The library's safetensors export refuses prefix tuning's shared prefix
+            # pool; its own default format (a torch .bin) takes it.
+            model.encoder.save_adapter(str(folder / name), name)
+    if setup.fusion is not None:
+        names = setup.fusion[0]
+        model.encoder.save_adapter_fusion(
+            str(folder / ",".join(names)), names, use_safetensors=True
+        )
+
+
+def _tied_head_keys(model: MultiTaskModel) -> set[str]:
+    """Head state keys whose tensor is the encoder's (an MLM decoder tied to the input
+    embeddings) or an earlier head key's (a shared bias): saved once, elsewhere."""
+    seen = {id(t) for t in model.encoder.state_dict(keep_vars=True).values()}
+    tied: set[str] = set()
+    for key, tensor in model.heads.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:
+            tied.add(key)
+        seen.add(id(tensor))
+    return tied
