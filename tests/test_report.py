@@ -22,6 +22,10 @@ XQUAD = {"en": (70.0, 80.0), "es": (60.0, 70.0), "ar": (50.0, 64.0), "hi": (40.0
 # per-language noise with mean 0, so the task-score means stay round
 NOISE = {"en": 0.5, "de": -0.5, "fr": 0.0, "es": -0.5, "ar": 0.25, "hi": -0.25}
 BONUS = {"baseline": 0.0, "mnli": 5.0, "qqp": 0.0, "anli_plus": 3.0}
+# English validation scores follow the test scores, except MNLI's on XQuAD: the best
+# option per target must be chosen on validation (ANLI+ there), not on test (MNLI).
+VALIDATION_SHIFT = {("mnli", "xquad"): -10.0}
+MNLI_SIZE = 392_702
 
 
 def _write(grid: Path, tasks: list[str], target: str, seed: int, examples=None, bonus=None):
@@ -56,6 +60,11 @@ def _write(grid: Path, tasks: list[str], target: str, seed: int, examples=None, 
         "languages": langs,
         "finished_at": "2025-01-01T00:00:00+00:00",
     }
+    english = langs["en"]["accuracy" if target == "xnli" else "f1"]
+    validation = english + VALIDATION_SHIFT.get((option, target), 0.0)
+    payload["training"] = {"steps": 10, "best_step": 10, "best_score": validation}
+    if tasks:
+        payload["intermediate_train_examples"] = examples or MNLI_SIZE
     if examples is not None:
         payload["intermediate_option"] = option
         payload["intermediate_max_train_examples"] = examples
@@ -80,6 +89,7 @@ def sized_grid(tmp_path: Path) -> Path:
             _write(grid, [], target, seed)
             for examples, bonus in ((1000, 1.0), (10000, 4.0)):
                 _write(grid, ["mnli"], target, seed, examples=examples, bonus=bonus)
+            _write(grid, ["mnli"], target, seed, bonus=5.0)  # all of MNLI
     return grid
 
 
@@ -127,9 +137,9 @@ def test_paired_bootstrap_is_seeded_and_paired():
 
 def test_best_per_target_and_families(grid: Path):
     scores, rows = _rows(grid)
-    score = xtreme_score(list(rows.values()), scores.targets)
-    assert score.best_option == {"xnli": "mnli", "xquad": "mnli"}
-    assert score.best_score == pytest.approx((80.5 + 67.0) / 2)
+    score = xtreme_score(list(rows.values()), scores)
+    assert score.best_option == {"xnli": "mnli", "xquad": "anli_plus"}  # by validation
+    assert score.best_score == pytest.approx((80.5 + 65.0) / 2)
     assert score.baseline_score == pytest.approx((75.5 + 62.0) / 2)
     families = {f.family: f for f in family_rows(list(rows.values()), scores.targets)}
     assert set(families) == {"baseline", "nli", "paraphrase"}
@@ -174,9 +184,31 @@ def test_write_report_files(grid: Path, tmp_path: Path):
 
     html = (out / "report.html").read_text()
     assert "<title>my_grid</title>" in html
-    assert html.count("<table>") == 3
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("<table>") == 4  # main, XTREME score, families, robustness
+    assert html.count("data:image/png;base64,") == 3
     assert "bootstrap" in html
+    summary = html.split("<h2>Summary</h2>")[1].split("</ul>")[0]
+    assert "xnli: the highest mean is mnli&#x27;s, 80.5, +5.0 against the baseline" in summary
+    assert "on English validation (xnli mnli, xquad anli_plus)" in summary
+    assert "XTREME-style score of 72.8 against the baseline&#x27;s 68.8 (+4.0)" in summary
+
+
+def test_robustness_statistics_and_their_significance(grid: Path):
+    from xstilts.report.robustness import robustness_rows
+
+    rows = {
+        (r.option.label, r.target): r for r in robustness_rows(load_grid(grid), resamples=500)
+    }
+    mnli, base = rows[("mnli", "xnli")], rows[("baseline", "xnli")]
+    assert base.values["worst"] == pytest.approx(71.5) and base.worst_language == "de"
+    assert mnli.values["worst"] == pytest.approx(76.0) and mnli.worst_language == "de"
+    assert mnli.diffs["worst"] == pytest.approx(4.5)
+    assert mnli.values["seed_sd"] == pytest.approx(0.7071, abs=1e-4)
+    assert mnli.diffs["seed_sd"] == pytest.approx(0.0) and mnli.p["seed_sd"] == 1.0
+    assert base.values["gap"] == pytest.approx(9.0)
+    assert mnli.diffs["gap"] == pytest.approx(0.75)
+    assert mnli.p["mean"] is not None and mnli.p["mean"] < 0.05
+    assert base.p == {} and base.diffs == {}
 
 
 def test_language_target_and_learning_curves(sized_grid: Path, tmp_path: Path):
@@ -185,9 +217,15 @@ def test_language_target_and_learning_curves(sized_grid: Path, tmp_path: Path):
     assert {"learning_curves.png", "languages_xquad.png"} <= names
     _check_png(tmp_path / "r" / "learning_curves.png")
     html = (tmp_path / "r" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
-    _, rows = _rows(sized_grid)
+    assert html.count("data:image/png;base64,") == 4
+    scores, rows = _rows(sized_grid)
     assert rows["mnli@10000"].cells["xnli"].diff == pytest.approx(4.0)
+    # one series, in numeric order, "all" last at the size actually trained on
+    [(key, members)] = scores.series().items()
+    assert key[0] == ("mnli",)
+    assert [o.label for o in members] == ["mnli@1000", "mnli@10000", "mnli"]
+    assert [o.train_examples for o in members] == [1000, 10000, MNLI_SIZE]
+    assert [o.label for o in scores.options] == ["baseline", "mnli@1000", "mnli@10000", "mnli"]
 
 
 def _adapter_grid(tmp_path: Path) -> Path:

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from xstilts.config import StrictModel, parse_config
 from xstilts.errors import XstiltsError
-from xstilts.experiment import evaluation_records, run_folder
+from xstilts.experiment import costs, evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import EvaluationKey
 from xstilts.experiment.executors import Job, JobKind
 from xstilts.experiment.pipeline import LANGUAGE_ADAPTERS_DIR, language_dirs
@@ -86,6 +86,8 @@ class PlannedRun:
     depends_on: tuple[str, ...] = ()
     last_error: str | None = None
     """Why the last attempt failed, when it did (from the run folder's status)."""
+    gpu_hours: float | None = None
+    """Estimated GPU-hours (experiment/costs.py); None where no estimate exists."""
 
 
 @dataclass
@@ -144,8 +146,11 @@ def parse_grid(payload: dict[str, Any], source: str) -> GridConfig:
         raise XstiltsError(f"{source}: {describe_validation_error(err)}") from None
 
 
-def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
-    """Expand the grid into runs and look on disk for the finished ones."""
+def plan_grid(
+    grid: GridConfig, out_root: Path, source: str = "grid", *, dry_run: bool = False
+) -> Plan:
+    """Expand the grid into runs and look on disk for the finished ones. A dry run
+    plans without label files that are not there yet (see ``resolve``)."""
     spec = grid.grid
     unknown = sorted(set(spec.option_settings) - set(spec.intermediate))
     if unknown:
@@ -174,7 +179,7 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                 files = tuple(config.data.task_files)
                 if files not in registries:
                     registries[files] = load_registry(files)
-                experiment = resolve(config, registries[files])
+                experiment = resolve(config, registries[files], planning=dry_run)
                 config_yaml = config.to_yaml()
                 adapter_dirs = language_dirs(experiment, out_root)
                 for lang, folder in adapter_dirs.items():
@@ -205,6 +210,7 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                         config_yaml,
                         depends_on=needs,
                         last_error=None if done else _last_error(inter_dir),
+                        gpu_hours=costs.intermediate_gpu_hours(experiment),
                     )
                 evaluation = config.evaluation
                 run_dir = out_root / "runs" / experiment.run_name
@@ -224,6 +230,7 @@ def plan_grid(grid: GridConfig, out_root: Path, source: str = "grid") -> Plan:
                         config_yaml,
                         depends_on=(*needs, *([inter_name] if inter_name else [])),
                         last_error=None if finished else _last_error(run_dir),
+                        gpu_hours=costs.target_gpu_hours(experiment),
                     )
                 )
     return Plan([*language_adapters.values(), *intermediates.values(), *targets])

@@ -63,6 +63,7 @@ def print_plan(plan: Plan, console: Console) -> None:
         failed = sum(r.last_error is not None for r in runs)
         table.add_row(label, str(len(runs)), str(finished), str(len(runs) - finished), str(failed))
     console.print(table)
+    console.print(_cost_line(plan), highlight=False)
     pending = [r for r in plan.runs if not r.finished]
     if pending:
         listing = Table(title=f"to run ({len(pending)})")
@@ -76,6 +77,19 @@ def print_plan(plan: Plan, console: Console) -> None:
         console.print(listing)
 
 
+def _cost_line(plan: Plan) -> str:
+    """The plan's estimated GPU-hours (all runs, and those still to run)."""
+    known = [r for r in plan.runs if r.gpu_hours is not None]
+    total = sum(r.gpu_hours for r in known)  # type: ignore[misc]
+    left = sum(r.gpu_hours for r in known if not r.finished)  # type: ignore[misc]
+    unknown = len(plan.runs) - len(known)
+    text = (
+        f"estimated GPU-hours: {total:,.0f} in all, {left:,.0f} still to run (one A100, bf16, "
+        "30% of peak; see xstilts/experiment/costs.py)"
+    )
+    return text + (f"; {unknown} runs without an estimate" if unknown else "")
+
+
 def run_grid(
     grid: GridConfig,
     out_root: Path,
@@ -87,7 +101,7 @@ def run_grid(
     source: str = "grid",
 ) -> list[JobResult]:
     """Plan, print the plan, and (unless a dry run) run what is not finished yet."""
-    plan = plan_grid(grid, out_root, source)
+    plan = plan_grid(grid, out_root, source, dry_run=dry_run)
     print_plan(plan, console)
     jobs = plan.jobs(out_root, grid.grid.resources)
     if dry_run:

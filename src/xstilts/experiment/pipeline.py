@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 PARAMETERS_FILE = "parameters.json"
+TRAIN_EXAMPLES_FILE = "train_examples.json"
+"""Per task, the training examples a phase used (after caps and checks)."""
 LANGUAGE_ADAPTERS_DIR = "language_adapters"
 
 
@@ -307,6 +309,7 @@ class _Runner:
             s.name: len(self._train_split(s, inter.training).examples)
             for s in self.experiment.intermediate
         }
+        atomic_write_json(self.inter_dir / TRAIN_EXAMPLES_FILE, sizes)
         draw = dict(zip(sizes, sampling_weights(sizes, inter.sampler), strict=True))
         log.info(
             "tasks: %s",
@@ -526,6 +529,12 @@ class _Runner:
         assert max_length is not None
         return EvaluationSet(loaded.examples, self._encode(spec, loaded, max_length))
 
+    def _intermediate_train_examples(self) -> int | None:
+        """How many examples the intermediate phase trained on (all its tasks)."""
+        if self.inter_dir is None or not (self.inter_dir / TRAIN_EXAMPLES_FILE).is_file():
+            return None
+        return sum(read_json(self.inter_dir / TRAIN_EXAMPLES_FILE).values())
+
     def _results(self, spec: TaskSpec, record: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
         scores: dict[str, dict[str, Any]] = record["languages"]
@@ -551,6 +560,7 @@ class _Runner:
             "intermediate_max_train_examples": (
                 cfg.intermediate.training.max_train_examples if cfg.intermediate else None
             ),
+            "intermediate_train_examples": self._intermediate_train_examples(),
             "adversarial": adversarial_summary(cfg),
             "adapters": adapter_plans.adapters_summary(cfg),
             "parameters": {

@@ -48,8 +48,15 @@ class ResolvedExperiment:
         return self.config.data.cache_dir
 
 
-def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> ResolvedExperiment:
-    """``registry``: the tasks, if already loaded from ``config.data.task_files``."""
+def resolve(
+    config: ExperimentConfig,
+    registry: TaskRegistry | None = None,
+    *,
+    planning: bool = False,
+) -> ResolvedExperiment:
+    """``registry``: the tasks, if already loaded from ``config.data.task_files``.
+    ``planning``: only to print a plan, so a task's label file may be missing (its
+    run ids are then provisional: they change once the labels are read)."""
     data_dir = config.data.data_dir
     if data_dir is not None and not data_dir.is_dir():
         what = "is a file" if data_dir.exists() else "does not exist"
@@ -59,8 +66,9 @@ def resolve(config: ExperimentConfig, registry: TaskRegistry | None = None) -> R
     if config.intermediate is not None:
         for index, name in enumerate(config.intermediate.tasks):
             spec = _task(registry, name, f"intermediate.tasks[{index}]")
-            intermediate.append(with_label_file(spec, data_dir))
-    target = with_label_file(_task(registry, config.target.task, "target.task"), data_dir)
+            intermediate.append(with_label_file(spec, data_dir, required=not planning))
+    target = _task(registry, config.target.task, "target.task")
+    target = with_label_file(target, data_dir, required=not planning)
     languages = _languages(config, target)
     language_task = None
     if config.language_adapters is not None:

@@ -40,6 +40,8 @@ COLUMNS = (
     "intermediate_option",
     "intermediate_tasks",
     "intermediate_examples",
+    "intermediate_train_examples",
+    "validation_score",
     "adversarial",
     "adapters",
     "intermediate_trained",
@@ -62,6 +64,8 @@ CREATE TABLE IF NOT EXISTS results (
     intermediate_option TEXT NOT NULL,
     intermediate_tasks TEXT NOT NULL,
     intermediate_examples INTEGER,
+    intermediate_train_examples INTEGER,
+    validation_score REAL,
     adversarial TEXT NOT NULL DEFAULT '',
     adapters TEXT NOT NULL DEFAULT '',
     intermediate_trained INTEGER,
@@ -101,6 +105,12 @@ def language_score(values: dict[str, Any], main_metric: str) -> float | None:
     return _number(values.get(main_metric))
 
 
+def _validation_score(results: dict[str, Any]) -> float | None:
+    """The target phase's best English validation score (model selection without test)."""
+    training = results.get("training") or {}
+    return _number(training.get("best_score"))
+
+
 def _trained(results: dict[str, Any], phase: str) -> int | None:
     """Parameters the run's ``phase`` trained (results.json 'parameters'), if recorded."""
     counts = (results.get("parameters") or {}).get(phase) or {}
@@ -126,6 +136,8 @@ def result_rows(results: dict[str, Any], results_path: Path | str | None = None)
         "intermediate_option": intermediate_option(results),
         "intermediate_tasks": "+".join(results.get("intermediate_tasks") or []),
         "intermediate_examples": int(examples) if examples is not None else None,
+        "intermediate_train_examples": results.get("intermediate_train_examples"),
+        "validation_score": _validation_score(results),
         "adversarial": results.get("adversarial") or "",
         "adapters": results.get("adapters") or "",
         "intermediate_trained": _trained(results, "intermediate"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class Option:
     """Which phases train adversarially ('' for standard training), from results.json."""
     adapters: str = ""
     """The adapter setup ('' for full fine-tuning), from results.json."""
+    train_examples: int | None = field(default=None, compare=False)
+    """Examples the intermediate phase actually trained on (the cap, or all there are)."""
 
     @property
     def label(self) -> str:
@@ -66,6 +69,26 @@ class GridScores:
     """The per-language metric compared: the XTREME task score, or any metric key."""
     trained: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     """Parameters trained per (option label, phase), over its runs."""
+    validation: dict[tuple[str, str, Any], float] = field(default_factory=dict)
+    """The English validation score of each run's target training, by (label, target, seed)."""
+
+    def validation_mean(self, label: str, target: str) -> float | None:
+        values = [v for (o, t, _), v in self.validation.items() if o == label and t == target]
+        return statistics.fmean(values) if values else None
+
+    def series(self) -> dict[tuple, list[Option]]:
+        """Options that differ only in intermediate dataset size, by their common
+        (tasks, adversarial, adapters), each sorted by examples trained on; only
+        series where some option caps the size."""
+        groups: dict[tuple, list[Option]] = defaultdict(list)
+        for option in self.options:
+            if not option.is_baseline:
+                groups[(option.tasks, option.adversarial, option.adapters)].append(option)
+        return {
+            key: sorted(members, key=_size)
+            for key, members in groups.items()
+            if any(o.examples is not None for o in members)
+        }
 
     @property
     def baseline(self) -> Option | None:
@@ -111,8 +134,16 @@ class GridScores:
         return any(o.examples is not None for o in self.options)
 
 
+def _size(option: Option) -> float:
+    """Examples trained on (uncapped, unknown: after every capped size)."""
+    if option.train_examples is not None:
+        return option.train_examples
+    return option.examples if option.examples is not None else math.inf
+
+
 def _sort_key(option: Option) -> tuple:
-    return (not option.is_baseline, option.family, option.name, option.examples or 0)
+    """Baseline first, then by family and tasks, sizes in numeric order."""
+    return (not option.is_baseline, option.family, option.tasks, _size(option), option.name)
 
 
 def grid_scores(rows: list[dict[str, Any]], name: str, metric: str = SCORE_METRIC) -> GridScores:
@@ -121,6 +152,7 @@ def grid_scores(rows: list[dict[str, Any]], name: str, metric: str = SCORE_METRI
     options: dict[str, Option] = {}
     lang: dict[tuple[str, str, Any], dict[str, float]] = defaultdict(dict)
     trained: dict[tuple[str, str], set[int]] = defaultdict(set)
+    validation: dict[tuple[str, str, Any], float] = {}
     targets: list[str] = []
     known = sorted({row["metric"] for row in rows})
     if rows and metric not in known:
@@ -138,8 +170,11 @@ def grid_scores(rows: list[dict[str, Any]], name: str, metric: str = SCORE_METRI
             family=option_family(tasks),
             adversarial=row.get("adversarial") or "",
             adapters=row.get("adapters") or "",
+            train_examples=row.get("intermediate_train_examples"),
         )
         options.setdefault(option.label, option)
+        if row.get("validation_score") is not None:
+            validation[(option.label, row["target"], row["seed"])] = row["validation_score"]
         for phase in ("intermediate", "target"):
             if row.get(f"{phase}_trained") is not None:
                 trained[(option.label, phase)].add(row[f"{phase}_trained"])
@@ -153,6 +188,7 @@ def grid_scores(rows: list[dict[str, Any]], name: str, metric: str = SCORE_METRI
         lang=dict(lang),
         metric=metric,
         trained=dict(trained),
+        validation=validation,
     )
 
 

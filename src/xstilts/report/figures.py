@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from xstilts.report.data import GridScores
+from xstilts.report.robustness import RobustnessRow
 from xstilts.report.significance import stars
 from xstilts.report.tables import MainRow
 
@@ -76,24 +77,28 @@ def per_language(grid: GridScores, target: str, path: Path) -> Path:
 
 
 def learning_curves(grid: GridScores, path: Path) -> Path:
-    """Target score against intermediate dataset size; baseline as a dashed line."""
+    """Target score against the number of intermediate training examples (log scale):
+    one connected line per series of options that differ only in size, the uncapped
+    option ("all") as its last point; the baseline as a dashed line."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    names = sorted({o.name for o in grid.options if o.examples is not None})
+    series = grid.series()
     base = grid.baseline
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "osD^vP*X"
     for i, target in enumerate(grid.targets):
         color = colors[i % len(colors)]
-        for name in names:
-            points = sorted(
-                (o.examples, statistics.fmean(scores))
-                for o in grid.options
-                if o.name == name
-                and o.examples is not None
-                and (scores := grid.task_scores(o.label, target))
-            )
+        for j, ((tasks, adversarial, adapters), members) in enumerate(series.items()):
+            points = [
+                (size, statistics.fmean(scores))
+                for option in members
+                if (size := option.train_examples or option.examples) is not None
+                and (scores := grid.task_scores(option.label, target))
+            ]
             if points:
-                label = target if len(names) == 1 else f"{target} / {name}"
-                ax.plot(*zip(*points, strict=True), marker="o", color=color, label=label)
+                name = "+".join(tasks) + "".join(f" {x}" for x in (adversarial, adapters) if x)
+                label = target if len(series) == 1 else f"{target} / {name}"
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker=markers[j % len(markers)], color=color, label=label)
         if base is not None and (scores := grid.task_scores(base.label, target)):
             ax.axhline(
                 statistics.fmean(scores),
@@ -103,8 +108,31 @@ def learning_curves(grid: GridScores, path: Path) -> Path:
                 label=f"{target} baseline",
             )
     ax.set_xscale("log")
-    ax.set_xlabel("intermediate training examples")
-    ax.set_ylabel("target task score")
+    ax.set_xlabel("intermediate training examples (log scale)")
+    ax.set_ylabel(f"target {grid.metric}")
     ax.set_title("Learning curves")
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def robustness(rows: list[RobustnessRow], path: Path) -> Path:
+    """Per target, each option's mean against its SD over seeds (lower right is better),
+    the point sized by its English-to-zero-shot gap."""
+    targets = list(dict.fromkeys(row.target for row in rows))
+    fig, axes = plt.subplots(
+        1, len(targets), figsize=(4.5 * len(targets), 4), squeeze=False, sharey=False
+    )
+    for ax, target in zip(axes[0], targets, strict=True):
+        for row in (r for r in rows if r.target == target):
+            sd = row.values["seed_sd"]
+            if sd is None:
+                continue
+            gap = abs(row.values["gap"] or 0.0)
+            marker = "s" if row.option.is_baseline else "o"
+            ax.scatter(row.values["mean"], sd, s=20 + 8 * gap, marker=marker, alpha=0.7)
+            ax.annotate(row.option.label, (row.values["mean"], sd), fontsize=7)
+        ax.set_title(target)
+        ax.set_xlabel("mean score")
+        ax.set_ylabel("SD over seeds")
+    fig.suptitle("Robustness (marker size: |en - zero-shot gap|)", fontsize=9)
     return _save(fig, path)

@@ -26,7 +26,8 @@ def embed_png(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def page(title: str, tables: list[Table], figures: list[Path]) -> str:
+def page(title: str, tables: list[Table], figures: list[Path], summary: list[str] = ()) -> str:
+    """``summary``: computed sentences shown above the tables."""
     esc = html.escape
     method = " ".join((SIGNIFICANCE_DOC or "").split())
     parts = [
@@ -34,6 +35,11 @@ def page(title: str, tables: list[Table], figures: list[Path]) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
+        *(
+            ["<h2>Summary</h2>", "<ul>", *[f"<li>{esc(line)}</li>" for line in summary], "</ul>"]
+            if summary
+            else []
+        ),
         *[to_html(t) for t in tables],
         "<h2>Significance</h2>",
         f'<p class="note">{esc(method)}</p>',

@@ -5,6 +5,7 @@ from __future__ import annotations
 from xstilts.experiment.results_db import SCORE_METRIC
 from xstilts.report.data import GridScores
 from xstilts.report.render import PM, Table
+from xstilts.report.robustness import RobustnessRow
 from xstilts.report.significance import ALPHA, RESAMPLES, stars
 from xstilts.report.tables import AdversarialRow, Cell, FamilyRow, MainRow, XtremeScore
 
@@ -89,6 +90,7 @@ def family_table(families: list[FamilyRow], targets: list[str], fmt: Fmt) -> Tab
 
 
 def xtreme_table(score: XtremeScore, targets: list[str], fmt: Fmt) -> Table:
+    unselected = [t for t in targets if score.best_option[t] is None]
     best = [f"{fmt.num(score.best[t])} ({score.best_option[t] or DASH})" for t in targets]
     diff = None
     if score.best_score is not None and score.baseline_score is not None:
@@ -106,7 +108,15 @@ def xtreme_table(score: XtremeScore, targets: list[str], fmt: Fmt) -> Table:
         title="XTREME-style score: best intermediate option per target",
         header=["System", *targets, "Score"],
         rows=rows,
-        notes=["Score: mean over target tasks; the best option is chosen per target."],
+        notes=[
+            "Score: mean over target tasks. The best option of a target is the one with the "
+            "best mean English validation score of target training, never chosen on test"
+            + (
+                f"; {', '.join(unselected)} record no validation score (no choice, no score)."
+                if unselected
+                else "."
+            )
+        ],
     )
 
 
@@ -164,3 +174,45 @@ def _short(count: int) -> str:
         if count >= size:
             return f"{count / size:.3g}{suffix}"
     return str(count)
+
+
+ROBUSTNESS_COLUMNS = {
+    "mean": "Mean",
+    "seed_sd": "SD over seeds",
+    "worst": "Worst language",
+    "language_sd": "SD over languages",
+    "gap": "en - zero-shot gap",
+}
+
+
+def robustness_table(rows: list[RobustnessRow], fmt: Fmt, metric: str) -> Table:
+    """Per option and target: each robustness statistic, its difference to the
+    baseline and whether that difference is significant."""
+    body, breaks, last = [], [], None
+    for i, row in enumerate(rows):
+        if row.target != last:
+            breaks.append(i)
+            last = row.target
+        cells = []
+        for name in ROBUSTNESS_COLUMNS:
+            value = row.values.get(name)
+            text = fmt.num(value)
+            if name == "worst" and row.worst_language:
+                text += f" {row.worst_language}"
+            if row.diffs.get(name) is not None:
+                text += f" ({fmt.diff(row.diffs[name])}{stars(row.p.get(name))})"
+            cells.append(text)
+        body.append([row.target, row.option.label, *cells])
+    return Table(
+        title="Robustness: spread over seeds and languages",
+        header=["Target", "Option", *ROBUSTNESS_COLUMNS.values()],
+        rows=body,
+        notes=[
+            f"Per option and target, from {metric_words(metric)} per (seed, language): the "
+            "mean; the sample SD over seeds of the task score; the lowest per-language mean "
+            "(and its language); the sample SD over languages of the per-language means; "
+            "English minus the mean of the other languages. In parentheses: difference to "
+            f"the baseline, * p < {ALPHA} in a paired bootstrap over seeds and languages.",
+        ],
+        group_breaks=breaks,
+    )

@@ -60,7 +60,7 @@ class FamilyRow:
 
 @dataclass
 class XtremeScore:
-    """Best intermediate option per target (by mean score) against the baseline."""
+    """Best intermediate option per target (by English validation) against the baseline."""
 
     best_option: dict[str, str | None]
     best: dict[str, float | None]
@@ -127,19 +127,24 @@ def family_rows(rows: list[MainRow], targets: list[str]) -> list[FamilyRow]:
     return sorted(out, key=lambda f: (f.family != BASELINE, f.family))
 
 
-def xtreme_score(rows: list[MainRow], targets: list[str]) -> XtremeScore:
+def xtreme_score(rows: list[MainRow], grid: GridScores) -> XtremeScore:
+    """Per target, the intermediate option with the best mean English validation score
+    of target training (never the test score), and its test score beside the
+    baseline's. A target with no validation score (retrieval) has no choice."""
     score = XtremeScore(best_option={}, best={}, baseline={})
-    for target in targets:
+    for target in grid.targets:
         base = [r.cells[target] for r in rows if r.option.is_baseline and r.cells[target]]
         score.baseline[target] = base[0].mean if base else None
         candidates = [
-            (r.cells[target].mean, r.option.label)
+            (validation, r.cells[target].mean, r.option.label)
             for r in rows
-            if not r.option.is_baseline and r.cells[target] is not None
+            if not r.option.is_baseline
+            and r.cells[target] is not None
+            and (validation := grid.validation_mean(r.option.label, target)) is not None
         ]
         best = max(candidates) if candidates else None
-        score.best[target] = best[0] if best else None
-        score.best_option[target] = best[1] if best else None
+        score.best[target] = best[1] if best else None
+        score.best_option[target] = best[2] if best else None
     return score
 
 

@@ -15,9 +15,12 @@ from xstilts.report.layout import (
     family_table,
     main_table,
     parameters_table,
+    robustness_table,
     xtreme_table,
 )
 from xstilts.report.render import to_latex, to_markdown
+from xstilts.report.robustness import robustness_rows
+from xstilts.report.summary import summary
 from xstilts.report.tables import adversarial_rows, family_rows, main_rows, xtreme_score
 
 
@@ -44,13 +47,15 @@ def write_report(
 
     rows = main_rows(grid, resamples=resamples, seed=seed)
     families = family_rows(rows, grid.targets)
-    score = xtreme_score(rows, grid.targets)
+    score = xtreme_score(rows, grid)
     fmt = Fmt(rows)
     tables = [
         main_table(rows, grid.targets, metric),
         xtreme_table(score, grid.targets, fmt),
         family_table(families, grid.targets, fmt),
     ]
+    robustness = robustness_rows(grid, resamples=resamples, seed=seed)
+    tables.append(robustness_table(robustness, fmt, metric))
     if any(row.option.adapters for row in rows):
         tables.append(parameters_table(rows, grid, fmt))
     adversarial = adversarial_rows(grid, resamples=resamples, seed=seed)
@@ -63,8 +68,15 @@ def write_report(
     ]
     if adversarial:
         written.append(csv_tables.write_adversarial_csv(adversarial, out_dir / "adversarial.csv"))
+    answers = summary(rows, score, robustness, adversarial, metric, fmt)
     md = out_dir / "tables.md"
-    md.write_text(f"# {grid.name}\n\n" + "\n".join(to_markdown(t) for t in tables), "utf-8")
+    md.write_text(
+        f"# {grid.name}\n\n"
+        + "".join(f"- {line}\n" for line in answers)
+        + "\n"
+        + "\n".join(to_markdown(t) for t in tables),
+        "utf-8",
+    )
     tex = out_dir / "tables.tex"
     tex.write_text(
         "% requires \\usepackage{booktabs}\n" + "\n".join(to_latex(t) for t in tables), "utf-8"
@@ -72,9 +84,10 @@ def write_report(
     pngs = [
         figures.heatmap(rows, grid.targets, out_dir / "heatmap.png"),
         figures.per_language(grid, target, out_dir / f"languages_{target}.png"),
+        figures.robustness(robustness, out_dir / "robustness.png"),
     ]
     if grid.varies_size:
         pngs.append(figures.learning_curves(grid, out_dir / "learning_curves.png"))
     report = out_dir / "report.html"
-    report.write_text(page(grid.name, tables, pngs), "utf-8")
+    report.write_text(page(grid.name, tables, pngs, answers), "utf-8")
     return [*written, md, tex, *pngs, report]

@@ -274,8 +274,9 @@ def _extract(row: Row, source: DataSource, fields: FieldSpec) -> dict[str, objec
     return example
 
 
-def with_label_file(spec: TaskSpec, data_dir: Path | None) -> TaskSpec:
-    """The spec with its labels read from ``label_file`` when it names one."""
+def with_label_file(spec: TaskSpec, data_dir: Path | None, required: bool = True) -> TaskSpec:
+    """The spec with its labels read from ``label_file`` when it names one; without
+    ``required``, a missing file leaves the labels empty (planning without the data)."""
     if spec.label_file is None or spec.labels:
         return spec
     for path in _candidate_paths(Path(spec.label_file), spec, data_dir):
@@ -284,6 +285,8 @@ def with_label_file(spec: TaskSpec, data_dir: Path | None) -> TaskSpec:
             if not labels:
                 raise XstiltsError(f"{path}: the label file of task '{spec.name}' is empty")
             return spec.model_copy(update={"labels": labels})
+    if not required:
+        return spec
     raise XstiltsError(
         f"task '{spec.name}': label file {spec.label_file} not found under data.data_dir"
     )
