@@ -196,9 +196,7 @@ def test_write_report_files(grid: Path, tmp_path: Path):
 def test_robustness_statistics_and_their_significance(grid: Path):
     from xstilts.report.robustness import robustness_rows
 
-    rows = {
-        (r.option.label, r.target): r for r in robustness_rows(load_grid(grid), resamples=500)
-    }
+    rows = {(r.option.label, r.target): r for r in robustness_rows(load_grid(grid), resamples=500)}
     mnli, base = rows[("mnli", "xnli")], rows[("baseline", "xnli")]
     assert base.values["worst"] == pytest.approx(71.5) and base.worst_language == "de"
     assert mnli.values["worst"] == pytest.approx(76.0) and mnli.worst_language == "de"
