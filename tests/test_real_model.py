@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerFast, XLMRobertaTokenizerFast
@@ -327,3 +328,29 @@ def test_every_trainable_format_trains_through_adapters_on_it(
     parameters = outcome.results["parameters"]
     assert parameters["intermediate"]["trained"] < 0.05 * parameters["intermediate"]["total"]
     assert 0 <= outcome.results["languages"]["it"]["accuracy"] <= 100
+
+
+def test_the_cpu_scale_scaling_study_end_to_end(real_model, tmp_path, feature_cache):
+    """configs/studies/scaling.yaml at CPU scale, as a user runs it: the grid on the
+    real encoder and the shipped samples, then its full report."""
+    from rich.console import Console
+
+    from xstilts.experiment.grid import parse_grid
+    from xstilts.experiment.grid_runner import run_grid
+    from xstilts.report import write_report
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "studies" / "scaling.yaml"
+    payload = yaml.safe_load(path.read_text())
+    payload["scale"] = "cpu"
+    payload["scales"]["cpu"]["base"]["data"]["cache_dir"] = str(feature_cache)
+    results = run_grid(parse_grid(payload, str(path)), tmp_path / "grid", Console(width=120))
+    assert len(results) == 7 and all(r.ok for r in results), [r.error for r in results]
+    written = {p.name for p in write_report(tmp_path / "grid", tmp_path / "report")}
+    assert {"tables.md", "tables.tex", "main.csv", "learning_curves.png", "report.html"} <= written
+    scores = {
+        r.results["intermediate_option"]: r.results["languages"]["de"]["f1"]
+        for r in results
+        if r.results
+    }
+    assert set(scores) == {"baseline", "qnli-100", "qnli-300", "qnli"}
+    assert all(0 < f1 <= 100 for f1 in scores.values())

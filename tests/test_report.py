@@ -128,11 +128,15 @@ def test_significance(grid: Path):
 
 
 def test_paired_bootstrap_is_seeded_and_paired():
-    base = {(s, lg): float(i) for i, (s, lg) in enumerate([(1, "a"), (1, "b"), (2, "a")])}
+    keys = [(s, lg) for s in (1, 2) for lg in ("a", "b", "c")]
+    base = {key: float(i) for i, key in enumerate(keys)}
     noisy = {k: v + (1.0 if i % 2 else -1.0) for i, (k, v) in enumerate(base.items())}
     assert paired_bootstrap(base, noisy) == paired_bootstrap(base, noisy)
     assert paired_bootstrap(base, noisy) > 0.05
     assert paired_bootstrap(base, {("x", "y"): 1.0}) is None
+    # too few pairs to test: two of the same sign would always look significant
+    shifted = {key: base[key] + 1.0 for key in keys[:2]}
+    assert paired_bootstrap(base, shifted) is None
 
 
 def test_best_per_target_and_families(grid: Path):
@@ -141,12 +145,18 @@ def test_best_per_target_and_families(grid: Path):
     assert score.best_option == {"xnli": "mnli", "xquad": "anli_plus"}  # by validation
     assert score.best_score == pytest.approx((80.5 + 65.0) / 2)
     assert score.baseline_score == pytest.approx((75.5 + 62.0) / 2)
-    families = {f.family: f for f in family_rows(list(rows.values()), scores.targets)}
+    families = {
+        f.family: f for f in family_rows(list(rows.values()), scores.targets, scores, resamples=500)
+    }
     assert set(families) == {"baseline", "nli", "paraphrase"}
     assert families["nli"].options == ["anli_plus", "mnli"]
     assert families["nli"].diffs["xnli"] == pytest.approx(4.0)
     assert families["nli"].means["xquad"] == pytest.approx((65.0 + 67.0) / 2)
     assert families["paraphrase"].average_diff == pytest.approx(0.0)
+    assert families["nli"].spreads["xnli"] == pytest.approx(2**0.5)  # 78.5 and 80.5
+    assert families["nli"].p["xnli"] < 0.05
+    assert families["paraphrase"].p["xnli"] == 1.0
+    assert families["paraphrase"].spreads["xnli"] is None  # one option
     assert option_family(("mnli", "squad")) == "multi"
     assert option_family(("mnli", "anli_plus")) == "nli"
 

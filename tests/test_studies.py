@@ -4,14 +4,18 @@ of their GPU-hours, without any data on the machine."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 from xstilts.cli import app
 from xstilts.experiment import costs
 from xstilts.experiment.grid import parse_grid, plan_grid
+from xstilts.experiment.grid_runner import run_grid
+from xstilts.report import write_report
 
 STUDIES = Path(__file__).resolve().parent.parent / "configs" / "studies"
 XTREME = {"xnli", "pawsx", "udpos", "panx", "xquad", "mlqa", "tydiqa", "bucc2018", "tatoeba"}
@@ -80,3 +84,96 @@ def test_dry_run_prints_the_plan_and_its_gpu_hours(tmp_path, monkeypatch):
     text = " ".join(result.output.split())
     assert "estimated GPU-hours:" in text and "still to run" in text
     assert not (tmp_path / "runs").exists()
+
+
+def _cpu_grid(study: str, cache: Path, **quick: Any):
+    """The study's CPU scale; ``quick``: the tiny encoder and a few steps instead."""
+    path = STUDIES / f"{study}.yaml"
+    payload = yaml.safe_load(path.read_text())
+    payload["scale"] = "cpu"
+    base = payload["scales"]["cpu"]["base"]
+    base["data"]["cache_dir"] = str(cache)
+    if quick:
+        base["model"] = {"tiny": {}}
+        for phase in ("intermediate", "target"):
+            base[phase]["training"].update(max_steps=2, max_eval_examples=16, eval_every_steps=2)
+        base["evaluation"] = {"max_examples": 12}
+    return parse_grid(payload, str(path))
+
+
+@pytest.mark.parametrize("study", sorted(PLANS))
+def test_each_cpu_scale_runs_and_writes_its_report(study, tmp_path, feature_cache):
+    """Every CPU-scale study end to end on the tiny encoder with two steps per phase
+    (tests/test_real_model.py runs one on the real encoder at its own scale)."""
+    grid = _cpu_grid(study, feature_cache, quick=True)
+    assert grid.name == f"{study}-cpu"
+    out = tmp_path / study
+    results = run_grid(grid, out, Console(record=True, width=120))
+    assert results and all(r.ok for r in results), [r.error for r in results if not r.ok]
+    metric = "f1" if study == "adapters" else "score"
+    written = {p.name for p in write_report(out, tmp_path / "report", metric=metric, resamples=200)}
+    assert {"tables.md", "tables.tex", "main.csv", "report.html", "robustness.png"} <= written
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<h2>Summary</h2>" in html
+    if study == "scaling":
+        assert "learning_curves.png" in written
+    if study == "adapters":
+        assert "Parameters trained per option" in (tmp_path / "report" / "tables.md").read_text()
+    if study == "adversarial_xtremer":
+        assert "adversarial.csv" in written
+
+
+def test_the_qnli_stand_in_pairs_questions_with_answer_sentences_or_others(stand_ins):
+    import json
+
+    from xstilts.samples import XQUAD_LANGUAGES, real_samples
+
+    folder = stand_ins[0] / "xquad_qnli"
+    english = [json.loads(line) for line in (folder / "train-en.jsonl").open()]
+    assert [row["label"] for row in english[:4]] == ["entailment", "not_entailment"] * 2
+    articles = json.loads((real_samples() / "xquad" / "xquad.en.json").read_text())["data"]
+    answers = {
+        qa["question"]: qa["answers"][0]["text"]
+        for article in articles
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    }
+    positives = [row for row in english if row["label"] == "entailment"]
+    assert all(answers[row["question"]] in row["sentence"] for row in positives)
+    # another sentence of the paragraph: it may mention the answer's words by chance
+    negatives = [row for row in english if row["label"] == "not_entailment"]
+    mentioning = [row for row in negatives if answers[row["question"]] in row["sentence"]]
+    assert len(mentioning) < 0.2 * len(negatives)
+    sizes = {
+        lang: sum(1 for _ in (folder / f"test-{lang}.jsonl").open()) for lang in XQUAD_LANGUAGES
+    }
+    assert len(set(sizes.values())) == 1 and sizes["en"] > 200  # parallel test sets
+
+
+def test_the_xtreme_profile_gives_xtremes_settings_unless_the_config_sets_them():
+    from xstilts.config import parse_config
+    from xstilts.experiment.resolve import resolve
+
+    def target(profile: str, **training: Any):
+        payload = {
+            "model": {"tiny": {}},
+            "profile": profile,
+            "target": {"task": "xquad", "training": training},
+        }
+        return resolve(parse_config(payload)).config.target.training
+
+    xtreme = target("xtreme")
+    assert (xtreme.batch_size, xtreme.epochs, xtreme.learning_rate) == (32, 3, 3e-5)
+    assert (xtreme.warmup_steps, xtreme.weight_decay, xtreme.max_length) == (500, 1e-4, 384)
+    assert target("xtreme", learning_rate=1e-5).learning_rate == 1e-5  # the config wins
+    paper = target("xstilts")
+    assert (paper.batch_size, paper.epochs, paper.learning_rate) == (16, 2, 1e-5)
+    assert paper.warmup_steps is None and paper.warmup_fraction == 0.1
+    # the default profile leaves existing run ids alone
+    default = {"model": {"tiny": {}}, "target": {"task": "xnli"}}
+    explicit = {**default, "profile": "xstilts"}
+    assert resolve(parse_config(default)).run_name == resolve(parse_config(explicit)).run_name
+    assert (
+        resolve(parse_config({**default, "profile": "xtreme"})).run_name
+        != resolve(parse_config(default)).run_name
+    )

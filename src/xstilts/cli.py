@@ -258,6 +258,7 @@ def tasks_show(
 ) -> None:
     """Show one task: its settings, languages and where each split comes from."""
     from xstilts.tasks import load_registry
+    from xstilts.tasks.profiles import profile_settings
 
     spec = load_registry(task_files or []).get(name)
     console.rule(f"{spec.name} ({spec.origin})")
@@ -273,6 +274,13 @@ def tasks_show(
         "benchmarks": " ".join(spec.benchmarks) or "-",
         "defaults": f"max_length {spec.max_length}, epochs {spec.epochs:g}, "
         f"batch_size {spec.batch_size}",
+        **{
+            f"profile {profile}": ", ".join(f"{k} {v:g}" for k, v in settings.items())
+            or "the defaults above (learning_rate 1e-05, warmup_fraction 0.1)"
+            for profile, settings in (
+                (p, profile_settings(p, spec.name)) for p in ("xstilts", "xtreme")
+            )
+        },
         "head": spec.head_name,
     }
     for name, languages in spec.benchmark_languages.items():

@@ -141,6 +141,9 @@ class TrainingConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     adam_epsilon: float = Field(1e-8, gt=0)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Warmup in optimizer steps; overrides warmup_fraction when set."
+    )
     max_grad_norm: float | None = Field(1.0, gt=0)
     batch_size: int | None = Field(None, gt=0, description="Examples per step per device.")
     gradient_accumulation_steps: int = Field(1, gt=0)
@@ -356,7 +359,12 @@ class EvaluationConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    source: Literal["hub", "local"] = "hub"
+    source: Literal["hub", "local", "samples"] = Field(
+        "hub",
+        description="hub: Hugging Face datasets; local: files under data_dir; samples: the "
+        "real samples shipped with xstilts and the stand-in tasks cut from them "
+        "(xquad_sentences, xquad_qnli, ud_pos, tatoeba), for CPU-scale runs.",
+    )
     data_dir: Path | None = Field(None, description="Folder of local copies of the task files.")
     cache_dir: Path | None = Field(None, description="Feature cache; default ~/.cache/xstilts.")
     task_files: list[Path] = Field(default_factory=list, description="User task spec YAMLs.")
@@ -376,6 +384,11 @@ class ExperimentConfig(StrictModel):
         None, description="Set by grids: the label of this run's intermediate option."
     )
     seed: int = 42
+    profile: Literal["xstilts", "xtreme"] = Field(
+        "xstilts",
+        description="Default fine-tuning settings of the target task: the X-STILTs paper's "
+        "(jiant) or XTREME's scripts' (xstilts tasks show TASK lists both).",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     intermediate: IntermediateConfig | None = None
     target: TargetConfig

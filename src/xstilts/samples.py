@@ -11,8 +11,14 @@ sets, so a CPU-sized experiment needs stand-ins cut from them:
   Articles are split once for every language: the English questions of articles 0-29
   train, those of 30-35 validate, and articles 36-47 are the test set in every
   language. XQuAD is parallel, so no test article is ever seen in training.
-- ``ud_en_pos``: English EWT's sentences, the first 1600 for training and the other
-  402 for validation; ``ud_de_pos``, German GSD's, as a zero-shot test set.
+- ``ud_pos``: English EWT's sentences, the first 1600 for training and the other
+  402 for validation (and as the English test set: no other sentences are left);
+  German GSD's as the zero-shot test set.
+- ``xquad_qnli``: QNLI built the way GLUE built it from SQuAD: a question with the
+  sentence that answers it (entailment) or with another sentence of its paragraph
+  (not_entailment), alternating; the same article splits as ``xquad_sentences``, so
+  a sentence-pair classification task tested in en, de, zh and ar.
+- ``tatoeba``: the shipped Tatoeba pairs, laid out for the catalog's ``tatoeba`` task.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ UD_ENGLISH_TRAIN_SENTENCES = 1600
 # A sentence ends at . ! ? ; (and their CJK and Arabic forms) followed by space;
 # CJK full stops need no space.
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？؟])\s+|(?<=[。！？])")
+_SENTENCE_SPAN = re.compile(r"\S.*?(?:[.!?;؟](?=\s|$)|[。！？]|$)", re.S)
 
 
 def real_samples() -> Path:
@@ -96,14 +103,73 @@ def write_xquad_sentences(out_dir: Path) -> None:
             _write(folder / f"{split}-{lang}.json", json.dumps(payload, ensure_ascii=False))
 
 
+def qnli_rows(articles: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Question + sentence pairs from SQuAD-format articles: every other question is
+    paired with its answer's sentence (entailment), the rest with another sentence of
+    the paragraph, outside the answer's (not_entailment; picked by the pair's position,
+    so the same everywhere; the next paragraph's first sentence when there is none)."""
+    rows, count = [], 0
+    for article in articles:
+        paragraphs = article["paragraphs"]
+        for index, paragraph in enumerate(paragraphs):
+            context = paragraph["context"]
+            sentences = [(m.start(), m.end()) for m in _SENTENCE_SPAN.finditer(context)]
+            for qa in paragraph["qas"]:
+                answer = qa["answers"][0]
+                start = answer["answer_start"]
+                left, right = answer_sentence(context, start, start + len(answer["text"]))
+                if count % 2 == 0:
+                    sentence, label = context[left:right], "entailment"
+                else:
+                    others = [context[a:b] for a, b in sentences if b <= left or a >= right]
+                    if not others and index + 1 < len(paragraphs):
+                        following = paragraphs[index + 1]["context"]
+                        others = [m.group(0) for m in _SENTENCE_SPAN.finditer(following)][:1]
+                    if not others:
+                        continue
+                    sentence, label = others[count % len(others)], "not_entailment"
+                rows.append({"question": qa["question"], "sentence": sentence.strip(),
+                             "label": label})  # fmt: skip
+                count += 1
+    return rows
+
+
+def write_xquad_qnli(out_dir: Path) -> None:
+    """``xquad_qnli/{split}-{lang}.jsonl``: train and validation in English, test in
+    every XQuAD language, from the same article splits as ``xquad_sentences``."""
+    folder = out_dir / "xquad_qnli"
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang in XQUAD_LANGUAGES:
+        source = real_samples() / "xquad" / f"xquad.{lang}.json"
+        articles = json.loads(source.read_text("utf-8"))["data"]
+        for split, chosen in XQUAD_ARTICLE_SPLITS.items():
+            if split != "test" and lang != "en":
+                continue
+            rows = qnli_rows([articles[i] for i in chosen])
+            text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            _write(folder / f"{split}-{lang}.jsonl", text)
+
+
+def write_tatoeba(out_dir: Path) -> None:
+    """The shipped Tatoeba files where the catalog's local ``tatoeba`` task reads them."""
+    folder = out_dir / "tatoeba"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted((real_samples() / "tatoeba").glob("tatoeba.*")):
+        _write(folder / path.name, path.read_text(encoding="utf-8"))
+
+
 def write_ud_pos(out_dir: Path) -> None:
-    """``ud_pos/{train,validation}-en.conllu`` (EWT) and ``ud_pos/test-de.conllu`` (GSD)."""
+    """``ud_pos/{train,validation,test}-en.conllu`` (EWT; test = validation) and
+    ``ud_pos/test-de.conllu`` (GSD)."""
     folder = out_dir / "ud_pos"
     folder.mkdir(parents=True, exist_ok=True)
     english = _conllu_sentences(real_samples() / "udpos" / "en_ewt-ud-dev.conllu")
     parts = {
         "train-en": english[:UD_ENGLISH_TRAIN_SENTENCES],
         "validation-en": english[UD_ENGLISH_TRAIN_SENTENCES:],
+        # English has no held-out sentences left: its test set is the validation set,
+        # an in-language reference for the transfer gap, not an unbiased score.
+        "test-en": english[UD_ENGLISH_TRAIN_SENTENCES:],
         "test-de": _conllu_sentences(real_samples() / "udpos" / "de_gsd-ud-dev.conllu"),
     }
     for name, sentences in parts.items():
@@ -152,9 +218,32 @@ def stand_in_tasks() -> dict[str, Any]:
                 },
             },
             {
+                "name": "xquad_qnli",
+                "description": "QNLI-style pairs from XQuAD: does the sentence answer the "
+                "question? English articles 0-35 train and validate, 36-47 test in en, de, "
+                "zh, ar.",
+                "family": "nli",
+                "format": "classification",
+                "labels": ["entailment", "not_entailment"],
+                "languages": list(XQUAD_LANGUAGES),
+                "max_length": 128,
+                "batch_size": 32,
+                "epochs": 2,
+                "splits": {
+                    split: {
+                        "local": {
+                            "path": f"xquad_qnli/{split}-{{lang}}.jsonl",
+                            "columns": {"text_a": "question", "text_b": "sentence"},
+                        }
+                    }
+                    for split in ("train", "validation", "test")
+                },
+            },
+            {
                 "name": "ud_pos",
                 "description": "UPOS tagging: English EWT dev sentences split into train and "
-                "validation; German GSD dev as the zero-shot test set.",
+                "validation (also the English test set); German GSD dev as the zero-shot "
+                "test set.",
                 "family": "syntax",
                 "format": "tagging",
                 "metric": "seqeval",
@@ -181,7 +270,9 @@ def write_stand_ins(out_dir: Path) -> Path:
     """Write every stand-in task's files and their task spec under ``out_dir``; return
     the spec file (for ``data.task_files``, with ``data.data_dir: out_dir``)."""
     write_xquad_sentences(out_dir)
+    write_xquad_qnli(out_dir)
     write_ud_pos(out_dir)
+    write_tatoeba(out_dir)
     spec_file = out_dir / "stand-in-tasks.yaml"
     _write(spec_file, yaml.safe_dump(stand_in_tasks(), sort_keys=False))
     return spec_file

@@ -23,7 +23,7 @@ from xstilts.experiment import costs, evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import EvaluationKey
 from xstilts.experiment.executors import Job, JobKind
 from xstilts.experiment.pipeline import LANGUAGE_ADAPTERS_DIR, language_dirs
-from xstilts.experiment.resolve import resolve
+from xstilts.experiment.resolve import resolve, with_samples
 from xstilts.tasks import TaskRegistry, load_registry
 from xstilts.train.loop import phase_result
 
@@ -72,6 +72,12 @@ class GridConfig(StrictModel):
     base: dict[str, Any] = Field(
         default_factory=dict, description="Experiment keys shared by every run of the grid."
     )
+    scales: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named variants of the whole grid (e.g. cpu): each replaces the keys it "
+        "names under 'grid' and 'base'; chosen with scale (--set scale=cpu).",
+    )
+    scale: str | None = None
 
 
 @dataclass
@@ -136,6 +142,7 @@ def parse_grid(payload: dict[str, Any], source: str) -> GridConfig:
 
     from xstilts.config import describe_validation_error
 
+    payload = with_scale(payload, source)
     try:
         return GridConfig.model_validate(payload)
     except ValidationError as err:
@@ -144,6 +151,28 @@ def parse_grid(payload: dict[str, Any], source: str) -> GridConfig:
         if first["type"] == "extra_forbidden":
             raise XstiltsError(f"{source}: unknown grid key '{key}'") from None
         raise XstiltsError(f"{source}: {describe_validation_error(err)}") from None
+
+
+def with_scale(payload: dict[str, Any], source: str) -> dict[str, Any]:
+    """The grid as its chosen ``scale`` has it: each key that scale names under 'grid'
+    and 'base' replaces the grid's own (a scale's 'intermediate' is all its options)."""
+    scale = payload.get("scale")
+    if scale is None:
+        return payload
+    scales = payload.get("scales") or {}
+    if scale not in scales:
+        known = ", ".join(sorted(scales)) or "none"
+        raise XstiltsError(f"{source}: scale '{scale}' is not defined (its scales: {known})")
+    chosen = scales[scale] or {}
+    unknown = sorted(set(chosen) - {"grid", "base"})
+    if unknown:
+        raise XstiltsError(f"{source}: scales.{scale} may set grid and base, not {unknown}")
+    scaled = copy.deepcopy(payload)
+    for section in ("grid", "base"):
+        scaled.setdefault(section, {}).update(copy.deepcopy(chosen.get(section) or {}))
+    if scaled.get("name"):
+        scaled["name"] = f"{scaled['name']}-{scale}"
+    return scaled
 
 
 def plan_grid(
@@ -175,7 +204,7 @@ def plan_grid(
                 else:
                     payload["intermediate"] = _merge(payload.get("intermediate", {}), section)
                 where = f"{source} (option '{option}', target '{target}', seed {seed})"
-                config = parse_config(payload, source=where)
+                config = with_samples(parse_config(payload, source=where))
                 files = tuple(config.data.task_files)
                 if files not in registries:
                     registries[files] = load_registry(files)

@@ -84,7 +84,7 @@ def _cost_line(plan: Plan) -> str:
     left = sum(r.gpu_hours for r in known if not r.finished)  # type: ignore[misc]
     unknown = len(plan.runs) - len(known)
     text = (
-        f"estimated GPU-hours: {total:,.0f} in all, {left:,.0f} still to run (one A100, bf16, "
+        f"estimated GPU-hours: {total:,.1f} in all, {left:,.1f} still to run (one A100, bf16, "
         "30% of peak; see xstilts/experiment/costs.py)"
     )
     return text + (f"; {unknown} runs without an estimate" if unknown else "")

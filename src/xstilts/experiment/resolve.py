@@ -26,6 +26,7 @@ from xstilts.modeling.adapter_setup import (
 )
 from xstilts.tasks import TaskRegistry, TaskSpec, load_registry
 from xstilts.tasks.loading import with_label_file
+from xstilts.tasks.profiles import profile_settings
 
 
 @dataclass
@@ -57,6 +58,8 @@ def resolve(
     """``registry``: the tasks, if already loaded from ``config.data.task_files``.
     ``planning``: only to print a plan, so a task's label file may be missing (its
     run ids are then provisional: they change once the labels are read)."""
+    if config.data.source == "samples":
+        config, registry = with_samples(config), None
     data_dir = config.data.data_dir
     if data_dir is not None and not data_dir.is_dir():
         what = "is a file" if data_dir.exists() else "does not exist"
@@ -85,7 +88,9 @@ def resolve(
             spec.name: _task_settings(inter.training, spec, inter.task_settings.get(spec.name))
             for spec in intermediate
         }
-    resolved.target.training = _fill_defaults(resolved.target.training, target)
+    resolved.target.training = _fill_defaults(
+        _with_profile(resolved.target.training, target, config.profile), target
+    )
     resolved.evaluation.languages = languages
     if resolved.language_adapters is not None:
         assert language_task is not None
@@ -127,6 +132,30 @@ def resolve(
     )
 
 
+def with_samples(config: ExperimentConfig) -> ExperimentConfig:
+    """``data.source: samples`` as local files: the stand-in tasks written (once, and
+    rewritten only if changed) under the cache folder, their task file added."""
+    if config.data.source != "samples":
+        return config
+    if config.data.data_dir is not None:
+        raise XstiltsError(
+            "data.data_dir: not used with data.source 'samples' (the shipped samples are "
+            "written under the cache folder); remove one of the two"
+        )
+    from xstilts.samples import write_stand_ins
+
+    folder = (config.data.cache_dir or cache_root()) / "samples"
+    task_file = write_stand_ins(folder)
+    data = config.data.model_copy(
+        update={
+            "source": "local",
+            "data_dir": folder,
+            "task_files": [*config.data.task_files, task_file],
+        }
+    )
+    return config.model_copy(update={"data": data})
+
+
 def _task(registry: TaskRegistry, name: str, key: str) -> TaskSpec:
     if name not in registry:
         known = ", ".join(s.name for s in registry)
@@ -153,6 +182,16 @@ def _languages(config: ExperimentConfig, target: TaskSpec) -> list[str]:
     if not wanted:
         raise XstiltsError("evaluation.languages: give at least one language, or leave it unset")
     return list(wanted)
+
+
+def _with_profile(training: TrainingConfig, spec: TaskSpec, profile: str) -> TrainingConfig:
+    """The profile's settings for the target task, where the config sets none itself."""
+    chosen = {
+        key: value
+        for key, value in profile_settings(profile, spec.name).items()
+        if key not in training.model_fields_set
+    }
+    return training.model_copy(update=chosen) if chosen else training
 
 
 def _fill_defaults(training: TrainingConfig, spec: TaskSpec) -> TrainingConfig:

@@ -42,9 +42,17 @@ def write_main_csv(rows: list[MainRow], targets: list[str], path: Path) -> Path:
 
 
 def write_family_csv(families: list[FamilyRow], targets: list[str], path: Path) -> Path:
-    out = [[f.family, len(f.options), t, f.means[t], f.diffs[t]] for f in families for t in targets]
-    out += [[f.family, len(f.options), "average", f.average, f.average_diff] for f in families]
-    return _write(path, ["family", "n_options", "target", "mean", "diff"], out)
+    out = [
+        [f.family, len(f.options), t, f.means[t], f.spreads.get(t), f.diffs[t], f.p.get(t)]
+        for f in families
+        for t in targets
+    ]
+    out += [
+        [f.family, len(f.options), "average", f.average, None, f.average_diff, None]
+        for f in families
+    ]
+    header = ["family", "n_options", "target", "mean", "sd_over_options", "diff", "p_value"]
+    return _write(path, header, out)
 
 
 def write_xtreme_csv(score: XtremeScore, targets: list[str], path: Path) -> Path:

@@ -19,11 +19,16 @@ MULTI = "multi"
 
 @cache
 def task_family(name: str) -> str:
-    """Family of an intermediate task from the registry; ``other`` when unknown."""
+    """Family of an intermediate task from the catalog or the shipped samples' stand-in
+    tasks; ``other`` when unknown."""
+    from xstilts.samples import stand_in_tasks
     from xstilts.tasks import load_registry
 
     registry = load_registry()
-    return registry.get(name).family if name in registry else "other"
+    if name in registry:
+        return registry.get(name).family
+    stand_ins = {task["name"]: task["family"] for task in stand_in_tasks()["tasks"]}
+    return stand_ins.get(name, "other")
 
 
 def option_family(tasks: tuple[str, ...]) -> str:
@@ -48,9 +53,14 @@ class Option:
     train_examples: int | None = field(default=None, compare=False)
     """Examples the intermediate phase actually trained on (the cap, or all there are)."""
 
+    sizes_in_name: bool = field(default=False, compare=False)
+    """The option's name alone tells its sizes apart (a grid names each size)."""
+
     @property
     def label(self) -> str:
-        return self.name if self.examples is None else f"{self.name}@{self.examples}"
+        if self.examples is None or self.sizes_in_name:
+            return self.name
+        return f"{self.name}@{self.examples}"
 
     @property
     def is_baseline(self) -> bool:
@@ -159,11 +169,15 @@ def grid_scores(rows: list[dict[str, Any]], name: str, metric: str = SCORE_METRI
         raise XstiltsError(
             f"--metric {metric}: no run of {name} records it; its metrics: {', '.join(known)}"
         )
+    sizes_per_name: dict[str, set[Any]] = defaultdict(set)
+    for row in rows:
+        sizes_per_name[row["intermediate_option"]].add(row["intermediate_examples"])
     for row in rows:
         if row["metric"] != metric:
             continue
         tasks = tuple(t for t in (row["intermediate_tasks"] or "").split("+") if t)
         option = Option(
+            sizes_in_name=len(sizes_per_name[row["intermediate_option"]]) == 1,
             name=row["intermediate_option"],
             tasks=tasks,
             examples=row["intermediate_examples"],

@@ -36,7 +36,9 @@ def heatmap(rows: list[MainRow], targets: list[str], path: Path) -> Path:
     )
     limit = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
     limit = limit or 1.0
-    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(targets), 1.2 + 0.45 * len(rows)))
+    longest = max((len(r.option.label) for r in rows), default=0)
+    width = max(4.5, 1.4 + 1.1 * len(targets) + 0.07 * longest)
+    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(rows)))
     image = ax.imshow(data, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(len(targets)), targets, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), [r.option.label for r in rows])
@@ -116,23 +118,26 @@ def learning_curves(grid: GridScores, path: Path) -> Path:
 
 
 def robustness(rows: list[RobustnessRow], path: Path) -> Path:
-    """Per target, each option's mean against its SD over seeds (lower right is better),
-    the point sized by its English-to-zero-shot gap."""
+    """Per target, each option's mean against its SD over seeds (over languages when a
+    run has one seed); lower right is better; marker size: the English-to-zero-shot gap."""
     targets = list(dict.fromkeys(row.target for row in rows))
     fig, axes = plt.subplots(
-        1, len(targets), figsize=(4.5 * len(targets), 4), squeeze=False, sharey=False
+        1, len(targets), figsize=(max(6.0, 4.5 * len(targets)), 4), squeeze=False
     )
     for ax, target in zip(axes[0], targets, strict=True):
-        for row in (r for r in rows if r.target == target):
-            sd = row.values["seed_sd"]
-            if sd is None:
+        members = [r for r in rows if r.target == target]
+        spread = "seed_sd" if all(r.values["seed_sd"] is not None for r in members) else None
+        spread = spread or "language_sd"
+        for row in members:
+            y = row.values[spread]
+            if y is None:
                 continue
-            gap = abs(row.values["gap"] or 0.0)
+            size = 20 + 8 * abs(row.values["gap"] or 0.0)
             marker = "s" if row.option.is_baseline else "o"
-            ax.scatter(row.values["mean"], sd, s=20 + 8 * gap, marker=marker, alpha=0.7)
-            ax.annotate(row.option.label, (row.values["mean"], sd), fontsize=7)
+            ax.scatter(row.values["mean"], y, s=size, marker=marker, alpha=0.7)
+            ax.annotate(row.option.label, (row.values["mean"], y), fontsize=7)
         ax.set_title(target)
         ax.set_xlabel("mean score")
-        ax.set_ylabel("SD over seeds")
-    fig.suptitle("Robustness (marker size: |en - zero-shot gap|)", fontsize=9)
+        ax.set_ylabel("SD over seeds" if spread == "seed_sd" else "SD over languages")
+    fig.suptitle("Robustness (square: baseline; marker size: |en - zero-shot gap|)", fontsize=9)
     return _save(fig, path)

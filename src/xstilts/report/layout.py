@@ -77,15 +77,25 @@ def family_table(families: list[FamilyRow], targets: list[str], fmt: Fmt) -> Tab
     for fam in families:
         cells = []
         for t in [*targets, None]:
-            mean = fam.means[t] if t else fam.average
+            text = fmt.num(fam.means[t] if t else fam.average)
+            spread = fam.spreads.get(t) if t else None
+            if spread is not None:
+                text += f" {PM} {fmt.num(spread)}"
             diff = fam.diffs[t] if t else fam.average_diff
-            cells.append(fmt.num(mean) + (f" ({fmt.diff(diff)})" if diff is not None else ""))
+            if diff is not None:
+                text += f" ({fmt.diff(diff)}{stars(fam.p.get(t)) if t else ''})"
+            cells.append(text)
         body.append([fam.family, str(len(fam.options)), *cells])
     return Table(
         title="Averages per family of the intermediate task",
         header=["Family", "Options", *targets, "Avg"],
         rows=body,
-        notes=["Mean over the options of a family of their mean score (difference to baseline)."],
+        notes=[
+            f"Mean over the options of a family of their mean score {PM} its SD over the "
+            "options (difference to the baseline; * p < "
+            f"{ALPHA} in a paired bootstrap over the family's (option, seed, language) "
+            "pairs against the baseline's same (seed, language))."
+        ],
     )
 
 

@@ -8,7 +8,7 @@ are resampled with the same draws (seeds with replacement, languages with
 replacement; for the gap, English is kept and the other languages are resampled),
 each statistic's difference (option - baseline) is recomputed, and the two-sided
 p-value is that of the shifted null, as for the mean: (1 + #{|D_b - D| >= |D|}) /
-(1 + resamples).
+(1 + resamples). Fewer than 5 (seed, language) pairs get no test.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xstilts.report.data import GridScores, Option
-from xstilts.report.significance import RESAMPLES, SEED
+from xstilts.report.significance import MIN_PAIRS, RESAMPLES, SEED
 
 STATISTICS = ("mean", "seed_sd", "worst", "language_sd", "gap")
 """What a robustness row reports: mean; SD over seeds of the task score; the lowest
@@ -96,6 +96,8 @@ def _compare(grid: GridScores, row: RobustnessRow, base: str, resamples: int, se
     theirs = _aligned(grid, base, row.target, seeds, languages)
     a, b = statistics_of(mine, languages), statistics_of(theirs, languages)
     row.diffs = {k: None if a[k] is None or b[k] is None else a[k] - b[k] for k in STATISTICS}
+    if mine.size < MIN_PAIRS:
+        return
     rng = np.random.default_rng(seed)
     seed_draws = rng.integers(0, len(seeds), (resamples, len(seeds)))
     language_draws = rng.integers(0, len(languages), (resamples, len(languages)))

@@ -7,7 +7,9 @@ observed mean difference D = mean(d), the pairs are resampled with replacement
 difference D_b computed. Under the null hypothesis of no difference the bootstrap
 distribution is shifted to zero, giving the two-sided p-value
 ``p = (1 + #{|D_b - D| >= |D|}) / (1 + resamples)``. Identical options give
-p = 1; a difference is marked significant (``*``) when p < 0.05.
+p = 1; a difference is marked significant (``*``) when p < 0.05. With fewer than
+5 pairs there is no test (p is None): resampling 2 or 3 pairs of the same sign can
+only ever agree with itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 RESAMPLES = 10_000
 SEED = 0
 ALPHA = 0.05
+MIN_PAIRS = 5
 
 
 def paired_bootstrap(
@@ -28,9 +31,10 @@ def paired_bootstrap(
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> float | None:
-    """Two-sided p-value of the mean paired difference; None without common pairs."""
+    """Two-sided p-value of the mean paired difference; None with fewer than
+    ``MIN_PAIRS`` common pairs."""
     keys = sorted(set(baseline) & set(option), key=repr)
-    if not keys:
+    if len(keys) < MIN_PAIRS:
         return None
     diffs = np.array([option[k] - baseline[k] for k in keys], dtype=float)
     observed = diffs.mean()

@@ -32,9 +32,14 @@ def summary(
         cell = top.cells[target]
         assert cell is not None
         if cell.diff is not None:
+            lead = (
+                f"the highest mean is {top.option.label}'s"
+                if cell.diff > 0
+                else f"no option beats the baseline; the closest is {top.option.label}"
+            )
             lines.append(
-                f"{target}: the highest mean is {top.option.label}'s, {fmt.num(cell.mean)}, "
-                f"{fmt.diff(cell.diff)} against the baseline{_p(cell.p)}."
+                f"{target}: {lead}, {fmt.num(cell.mean)}, {fmt.diff(cell.diff)} against the "
+                f"baseline{_p(cell.p)}."
             )
     if score.best_score is not None and score.baseline_score is not None:
         chosen = ", ".join(f"{t} {score.best_option[t]}" for t in targets)

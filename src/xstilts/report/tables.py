@@ -46,6 +46,11 @@ class FamilyRow:
     options: list[str]
     means: dict[str, float | None] = field(default_factory=dict)
     diffs: dict[str, float | None] = field(default_factory=dict)
+    spreads: dict[str, float | None] = field(default_factory=dict)
+    """Sample SD over the family's options of their mean score (None with one option)."""
+    p: dict[str, float | None] = field(default_factory=dict)
+    """Paired bootstrap of the family's options against the baseline, over their
+    (option, seed, language) pairs."""
 
     @property
     def average(self) -> float | None:
@@ -110,11 +115,20 @@ def main_rows(grid: GridScores, *, resamples: int = 10_000, seed: int = 0) -> li
     return rows
 
 
-def family_rows(rows: list[MainRow], targets: list[str]) -> list[FamilyRow]:
-    """Mean score and difference per target over the options of each family."""
+def family_rows(
+    rows: list[MainRow],
+    targets: list[str],
+    grid: GridScores | None = None,
+    *,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> list[FamilyRow]:
+    """Mean score and difference per target over the options of each family, their
+    spread over the options, and (with ``grid``) the significance against the baseline."""
     groups: dict[str, list[MainRow]] = {}
     for row in rows:
         groups.setdefault(row.option.family, []).append(row)
+    base = grid.baseline if grid is not None else None
     out = []
     for family, members in groups.items():
         frow = FamilyRow(family=family, options=[m.option.label for m in members])
@@ -123,8 +137,29 @@ def family_rows(rows: list[MainRow], targets: list[str]) -> list[FamilyRow]:
             frow.means[target] = statistics.fmean(c.mean for c in cells) if cells else None
             diffs = [c.diff for c in cells if c.diff is not None]
             frow.diffs[target] = statistics.fmean(diffs) if diffs else None
+            frow.spreads[target] = (
+                statistics.stdev(c.mean for c in cells) if len(cells) > 1 else None
+            )
+            if grid is not None and base is not None and family != BASELINE:
+                frow.p[target] = _family_p(grid, members, base.label, target, resamples, seed)
         out.append(frow)
     return sorted(out, key=lambda f: (f.family != BASELINE, f.family))
+
+
+def _family_p(
+    grid: GridScores, members: list[MainRow], base: str, target: str, resamples: int, seed: int
+) -> float | None:
+    """The family's options against the baseline, each option paired with the baseline
+    on the same (seed, language)."""
+    theirs = grid.pairs(base, target)
+    mine: dict[tuple, float] = {}
+    paired: dict[tuple, float] = {}
+    for member in members:
+        for key, value in grid.pairs(member.option.label, target).items():
+            if key in theirs:
+                mine[(member.option.label, *key)] = value
+                paired[(member.option.label, *key)] = theirs[key]
+    return paired_bootstrap(paired, mine, resamples=resamples, seed=seed) if mine else None
 
 
 def xtreme_score(rows: list[MainRow], grid: GridScores) -> XtremeScore:

@@ -46,7 +46,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rows = main_rows(grid, resamples=resamples, seed=seed)
-    families = family_rows(rows, grid.targets)
+    families = family_rows(rows, grid.targets, grid, resamples=resamples, seed=seed)
     score = xtreme_score(rows, grid)
     fmt = Fmt(rows)
     tables = [

@@ -135,9 +135,10 @@ def train_phase(
         lr=config.learning_rate,
         eps=config.adam_epsilon,
     )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_fraction * total_steps), total_steps
-    )
+    warmup = config.warmup_steps
+    if warmup is None:
+        warmup = int(config.warmup_fraction * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(warmup, total_steps), total_steps)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     seam = EmbeddingPerturbation(model.encoder.get_input_embeddings(), _not_perturbed(tokenizer))
     for task in tasks:
