@@ -418,7 +418,7 @@ def test_grid_variants_share_what_they_can_and_are_compared(tmp_path, demo_data_
         "base": {
             "model": {"tiny": {}},
             "target": {"training": {"max_steps": 3, "batch_size": 8}},
-            "evaluation": {"languages": ["en", "de", "fr"], "max_examples": 20},
+            "evaluation": {"languages": ["en", "de", "fr", "es"], "max_examples": 20},
             "data": demo_data_section,
         },
     }
@@ -435,4 +435,5 @@ def test_grid_variants_share_what_they_can_and_are_compared(tmp_path, demo_data_
         ("nli+target-fgm", "nli"),
     }
     zero_shot = [r for r in rows if r["language"] == "non-English"]
+    # 2 seeds x 3 non-English languages: enough pairs (5 or more) for the bootstrap
     assert len(zero_shot) == 2 and all(r["p_value"] for r in zero_shot)
