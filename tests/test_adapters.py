@@ -192,19 +192,25 @@ def test_merging_a_lora_adapter_then_fine_tuning_the_whole_encoder(
     assert (outcome.run_dir / "best" / "encoder" / "model.safetensors").is_file()
 
 
-def test_madx_swaps_in_each_languages_adapter_at_evaluation(
-    tiny_config, demo_data, tmp_path, monkeypatch
-):
-    # The demo's tasks and continued-MLM text in English and German (tatoeba_mlm).
-    text_tasks = write_format_tasks(tmp_path)
-    (tmp_path / "demo").symlink_to(demo_data[0] / "demo")
+def _madx_payload(tiny_config, demo_data, folder: Path, steps: int) -> dict[str, Any]:
+    """A target-adapter config with MAD-X language adapters: the demo's tasks and
+    continued-MLM text in English and German (tatoeba_mlm) under ``folder``."""
+    text_tasks = write_format_tasks(folder)
+    (folder / "demo").symlink_to(demo_data[0] / "demo")
     payload = tiny_config(**SHORT, target__adapters={"kind": "seq_bn"}).model_dump(mode="json")
-    payload["data"]["data_dir"] = str(tmp_path)
+    payload["data"]["data_dir"] = str(folder)
     payload["data"]["task_files"].append(str(text_tasks))
     payload["language_adapters"] = {
         "task": "tatoeba_mlm",
-        "training": {"max_steps": 4, "learning_rate": 1e-3, "batch_size": 8},
+        "training": {"max_steps": steps, "learning_rate": 1e-3, "batch_size": 8},
     }
+    return payload
+
+
+def test_madx_swaps_in_each_languages_adapter_at_evaluation(
+    tiny_config, demo_data, tmp_path, monkeypatch
+):
+    payload = _madx_payload(tiny_config, demo_data, tmp_path, steps=4)
     active: dict[str, str] = {}
     real_language = evaluate.Evaluator.language
 
@@ -418,15 +424,7 @@ def test_a_grid_trains_each_language_adapter_once_before_the_runs_on_it(
     from xstilts.experiment.grid import parse_grid, plan_grid
     from xstilts.experiment.grid_runner import run_grid
 
-    text_tasks = write_format_tasks(tmp_path)
-    (tmp_path / "demo").symlink_to(demo_data[0] / "demo")
-    base = tiny_config(**SHORT, target__adapters={"kind": "seq_bn"}).model_dump(mode="json")
-    base["data"]["data_dir"] = str(tmp_path)
-    base["data"]["task_files"].append(str(text_tasks))
-    base["language_adapters"] = {
-        "task": "tatoeba_mlm",
-        "training": {"max_steps": 2, "learning_rate": 1e-3, "batch_size": 8},
-    }
+    base = _madx_payload(tiny_config, demo_data, tmp_path, steps=2)
     base.pop("seed")
     grid = parse_grid(
         {

@@ -129,6 +129,16 @@ def run_intermediate_phase(config: ExperimentConfig, out_root: Path) -> Path:
     return inter_dir
 
 
+def _single_task_settings(training: TrainingConfig) -> TaskSettings:
+    """The task settings of a one-task phase: the phase's own."""
+    return TaskSettings(
+        batch_size=training.batch_size,
+        max_length=training.max_length,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        adversarial=training.adversarial,
+    )
+
+
 def run_language_adapter_phase(config: ExperimentConfig, out_root: Path, name: str) -> Path:
     """Train (or reuse) one of an experiment's language adapters, the one whose folder
     is ``name``; grids run this before the runs that stack task adapters on it."""
@@ -283,12 +293,7 @@ class _Runner:
         spec = self._language_task(lang)
         setup = adapter_plans.language_adapter_setup(madx, lang, spec.head_name)
         training = madx.training
-        settings = TaskSettings(
-            batch_size=training.batch_size,
-            max_length=training.max_length,
-            gradient_accumulation_steps=training.gradient_accumulation_steps,
-            adversarial=training.adversarial,
-        )
+        settings = _single_task_settings(training)
         plan = _TaskPlan(spec, settings, 1.0, 1.0, validation_language=lang)
         self._train([plan], training, phase_dir, None, setup, seed=madx.seed)
 
@@ -336,12 +341,7 @@ class _Runner:
             return
         evaluation_records.clear(self.run_dir)  # they scored a model about to be replaced
         training = self.config.target.training
-        settings = TaskSettings(
-            batch_size=training.batch_size,
-            max_length=training.max_length,
-            gradient_accumulation_steps=training.gradient_accumulation_steps,
-            adversarial=training.adversarial,
-        )
+        settings = _single_task_settings(training)
         plan = _TaskPlan(self.experiment.target, settings, 1.0, 1.0)
         self._train([plan], training, self.run_dir, self._target_start(), self._target_setup())
 
