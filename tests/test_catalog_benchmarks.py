@@ -518,7 +518,7 @@ def test_local_xcopa_as_xtreme_leaves_it(registry, tmp_path: Path) -> None:
     xcopa = registry.get("xcopa")
     train = load(xcopa, "train", "en", tmp_path).examples
     assert train["context"] == ["train 0", "train 1"]
-    assert train["question"] == ["What was the cause?", "What happened as a result?"]
+    assert train["question"] == ["What was the cause?", "What was the effect?"]
     assert train["label"] == [0, 1]
     assert load(xcopa, "validation", "en", tmp_path).examples["context"][0] == "val 0"
     assert load(xcopa, "validation", "qu", tmp_path).examples["context"][0] == "qu val 0"

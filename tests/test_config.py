@@ -54,7 +54,7 @@ def test_unknown_nested_key_names_path_and_allowed_keys() -> None:
     message = error_of({"target": {"task": "xnli", "trainng": {"epochs": 2}}})
     assert "'target.trainng'" in message
     allowed = message.split("allowed keys here:")[1]
-    assert [k.strip() for k in allowed.split(",")] == ["adapters", "task", "training"]
+    assert [k.strip() for k in allowed.split(",")] == ["adapters", "stages", "task", "training"]
 
 
 def test_unknown_key_deeper_and_in_optional_sections() -> None:

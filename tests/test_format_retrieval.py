@@ -10,7 +10,7 @@ import torch
 
 from xstilts.errors import XstiltsError
 from xstilts.formats import get_format
-from xstilts.formats.retrieval import MeanPoolLayer, Retrieval
+from xstilts.formats.retrieval import PoolLayer, Retrieval
 from xstilts.metrics.retrieval import bucc_f1
 from xstilts.retrieval import apply_threshold, best_threshold, mine_candidates
 from xstilts.tasks import TaskSpec
@@ -139,17 +139,68 @@ def test_mean_pool_layer_ignores_padded_positions() -> None:
     torch.manual_seed(0)
     states = [torch.randn(2, 5, 4) for _ in range(3)]
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    pooled = MeanPoolLayer(2)(states, mask)
+    pooled = PoolLayer(2)(states, mask)
     changed = [s.clone() for s in states]
     changed[2][0, 3:] = 1e6  # whatever sits at padded positions
     changed[1][:] = 1e6  # other layers do not matter
-    assert torch.allclose(MeanPoolLayer(2)(changed, mask), pooled)
+    assert torch.allclose(PoolLayer(2)(changed, mask), pooled)
     expected = states[2][0, :3].mean(dim=0)
     assert torch.allclose(pooled[0], expected / expected.norm(), atol=1e-6)
     expected = states[2][1].mean(dim=0)
     assert torch.allclose(pooled[1], expected / expected.norm(), atol=1e-6)
-    half = MeanPoolLayer(0)([states[0].half()], mask)
+    half = PoolLayer(0)([states[0].half()], mask)
     assert half.dtype == torch.float32
+
+
+def test_first_token_pooling_is_the_normalised_first_state_of_the_layer(encoder, tokenizer) -> None:
+    fmt = Retrieval()
+    spec = spec_of(pooling="first", layer=2)
+    assert fmt.build_head(spec_of(), encoder).pooling == "mean"  # the paper's default
+    head = fmt.build_head(spec, encoder)
+    assert (head.layer, head.pooling) == (2, "first")
+    _, batch, pooled = _embed(fmt, spec, encoder, tokenizer, SENTENCES)
+    with torch.no_grad():
+        hidden = encoder(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=True,
+        ).hidden_states
+    first = hidden[2][:, 0].float()
+    assert torch.allclose(pooled, first / first.norm(dim=-1, keepdim=True), atol=1e-6)
+    assert torch.allclose(pooled.norm(dim=-1), torch.ones(len(SENTENCES)), atol=1e-6)
+    mean = _embed(fmt, spec_of(layer=2), encoder, tokenizer, SENTENCES)[2]
+    assert not torch.allclose(pooled, mean, atol=1e-3)
+
+
+def test_first_token_pooling_ignores_every_other_position() -> None:
+    torch.manual_seed(1)
+    states = [torch.randn(2, 4, 3) for _ in range(2)]
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    pooled = PoolLayer(1, "first")(states, mask)
+    changed = [s.clone() for s in states]
+    changed[1][:, 1:] = 1e6
+    assert torch.equal(PoolLayer(1, "first")(changed, mask), pooled)
+    expected = states[1][:, 0]
+    assert torch.allclose(pooled, expected / expected.norm(dim=-1, keepdim=True))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"pooling": "cls"}, r"task 'tatoeba_test': option pooling is 'cls'; allowed: mean, first"),
+        ({"pooling": None}, "option pooling is None"),
+        ({"layer": "14"}, r"task 'tatoeba_test': option layer must be a hidden-state index"),
+        ({"layer": True}, "option layer must be"),
+    ],
+)
+def test_bad_pooling_or_layer_is_refused(encoder, options, message) -> None:
+    fmt = Retrieval()
+    with pytest.raises(XstiltsError, match=message):
+        fmt.options(spec_of(**options))
+    with pytest.raises(XstiltsError, match=message):
+        fmt.build_head(spec_of(**options), encoder)
+    with pytest.raises(ValueError, match="pooling must be one of mean, first"):
+        PoolLayer(0, "max")
 
 
 def test_retrieval_is_not_trained(encoder) -> None:

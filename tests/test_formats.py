@@ -431,3 +431,17 @@ def test_multiple_choice_score(mc_spec) -> None:
     assert MultipleChoice().score(mc_spec, examples, ["3", "0", "2"]) == {
         "accuracy": pytest.approx(200 / 3)
     }
+
+
+def test_multiple_choice_puts_the_choice_prefix_before_each_option(tokenizer, mc_spec) -> None:
+    batch = {
+        "context": ["A man is on a roof."],
+        "choice_prefix": ["he"],
+        "choices": [["rips tiles.", "sleeps.", "sings.", "waves."]],
+        "label": [0],
+    }
+    features = get_format("multiple_choice").encode(
+        batch, [0], tokenizer=tokenizer, spec=mc_spec, max_length=64
+    )
+    expected = tokenizer("A man is on a roof.", "he rips tiles.")["input_ids"]
+    assert features["input_ids"][0][0] == expected

@@ -635,7 +635,7 @@ def test_catalog_xcopa_jsonl(tmp_path: Path, registry, layout: str) -> None:
     loaded = load(registry.get("xcopa"), split="test", lang="et", data_dir=tmp_path)
     assert loaded.examples["context"] == [r["premise"] for r in XCOPA_ROWS]
     assert loaded.examples["choices"] == [[r["choice1"], r["choice2"]] for r in XCOPA_ROWS]
-    assert loaded.examples["question"] == ["What was the cause?", "What happened as a result?"]
+    assert loaded.examples["question"] == ["What was the cause?", "What was the effect?"]
     assert loaded.examples["label"] == [0, 1]
 
 
@@ -715,7 +715,9 @@ def test_catalog_hellaswag_original_jsonl(tmp_path: Path, registry) -> None:
     }
     write_jsonl(tmp_path / "hellaswag_train.jsonl", [row])
     [example] = load(registry.get("hellaswag"), data_dir=tmp_path).examples
-    assert example["context"] == row["ctx"]
+    # jiant's encoding: ctx_a first; ctx_b opens every ending
+    assert example["context"] == row["ctx_a"]
+    assert example["choice_prefix"] == row["ctx_b"]
     assert example["choices"] == row["endings"]
     assert example["label"] == 3
 
@@ -746,3 +748,68 @@ def test_catalog_sst2_glue_tsv(tmp_path: Path, registry) -> None:
     )
     loaded = load(registry.get("sst2"), data_dir=tmp_path)
     assert loaded.examples["label"] == [0, 1]
+
+
+SIQA_ROWS = [
+    {"context": "Tracy didn't go home that evening and resisted Riley's attacks.",
+     "question": "What does Tracy need to do before this?", "answerA": "make a new plan",
+     "answerB": "Go home and see Riley", "answerC": "Find somewhere to go"},
+    {"context": "Sydney walked past a homeless woman asking for change.",
+     "question": "How would you describe Sydney?", "answerA": "sympathetic",
+     "answerB": "like a person who was unable to help", "answerC": "incredulous"},
+]  # fmt: skip
+
+
+def test_catalog_siqa_release_with_separate_labels(tmp_path: Path, registry) -> None:
+    write_jsonl(tmp_path / "siqa" / "dev.jsonl", SIQA_ROWS)
+    (tmp_path / "siqa" / "dev-labels.lst").write_text("3\n1\n")
+    loaded = load(registry.get("siqa"), split="validation", data_dir=tmp_path)
+    assert loaded.examples["choices"][0] == [
+        "make a new plan",
+        "Go home and see Riley",
+        "Find somewhere to go",
+    ]
+    assert loaded.examples["question"][1] == "How would you describe Sydney?"
+    assert loaded.examples["label"] == [2, 0]  # labels "1".."3" are the 1st..3rd answer
+
+
+def test_jsonl_labels_refuses_a_label_count_that_differs(tmp_path: Path, registry) -> None:
+    write_jsonl(tmp_path / "siqa" / "train.jsonl", SIQA_ROWS)
+    (tmp_path / "siqa" / "train-labels.lst").write_text("3\n")
+    with pytest.raises(XstiltsError, match=r"train-labels.lst holds 1 labels but .* has 2 rows"):
+        load(registry.get("siqa"), data_dir=tmp_path)
+
+
+def test_catalog_script_datasets_read_the_hub_parquet_copy(registry) -> None:
+    for name in ("cosmosqa", "siqa"):
+        for split in ("train", "validation"):
+            [source] = registry.get(name).splits[split].hub
+            assert source.revision == "refs/convert/parquet"
+            assert source.describe().endswith("@refs/convert/parquet")
+
+
+def test_catalog_anli_plus_validates_on_the_five_dev_sets(registry) -> None:
+    hub = [s.describe() for s in registry.get("anli_plus").splits["validation"].hub]
+    assert hub == [
+        "hub:stanfordnlp/snli/validation",
+        "hub:nyu-mll/glue/mnli/validation_matched",
+        "hub:facebook/anli/plain_text/dev_r1",
+        "hub:facebook/anli/plain_text/dev_r2",
+        "hub:facebook/anli/plain_text/dev_r3",
+    ]
+    rounds = [registry.get(f"anli_r{r}") for r in (1, 2, 3)]
+    assert {spec.head_name for spec in rounds} == {"nli"} == {registry.get("mnli").head_name}
+    assert [spec.splits["validation"].hub[0].split for spec in rounds] == [
+        "dev_r1",
+        "dev_r2",
+        "dev_r3",
+    ]
+
+
+def test_catalog_ccg_is_scored_by_token_accuracy(registry) -> None:
+    from xstilts.metrics import get_metric
+
+    metric = get_metric(registry.get("ccg").metric)
+    scores = metric.score([["N", "NP", "N"]], [["N", "N", "N"]])
+    assert metric.main_key == "token_accuracy"
+    assert scores == {"token_accuracy": pytest.approx(200 / 3)}

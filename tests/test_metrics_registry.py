@@ -15,6 +15,7 @@ SAMPLES = {
     "squad_v2": (["the cat"], [["Cat"]]),
     "mlqa": (["北京"], [["北京。"]]),
     "seqeval": ([["B-PER", "O"]], [["B-PER", "O"]]),
+    "token_accuracy": ([["N", "(S\\NP)/NP"]], [["N", "NP"]]),
     "bucc_f1": ({("s1", "t1")}, {("s1", "t1")}),
     "tatoeba_accuracy": ([0, 1], [0, 1]),
     "map@20": ([["a", "b"]], [{"a"}]),

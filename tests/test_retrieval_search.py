@@ -96,6 +96,48 @@ def test_ties_go_to_the_lower_index_across_key_blocks() -> None:
         assert indices.tolist() == [[1, 3, 5, 8, 7, 0]]
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 16, 64])
+@pytest.mark.parametrize("k", [1, 3, 40])
+def test_chunked_selection_keeps_the_exact_top_k_with_ties(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, k: int
+) -> None:
+    """Chunks of a block, a short last chunk, k above the number of chunks: the lists
+    (ties included: integer data) are those of the float64 oracle."""
+    monkeypatch.setattr(search, "CHUNK", chunk)
+    rng = np.random.default_rng(chunk + k)
+    queries = integer_vectors(rng, 120, 4)
+    keys = integer_vectors(rng, 1000, 4)
+    scores, indices = nearest_neighbors(queries, keys, k, backend="torch", block_size=96)
+    want_scores, want_indices = oracle_knn(queries, keys, k)
+    np.testing.assert_array_equal(indices, want_indices)
+    np.testing.assert_array_equal(scores, want_scores.astype(np.float32))
+
+
+def test_top_k_selection_only_sees_rows_that_can_improve_and_their_best_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a query's list is full, a key block whose best score is not above its k-th
+    is skipped; the others are searched in their k best chunks, never whole."""
+    calls: list[tuple[int, int]] = []
+    original = search._block_topk
+
+    def spy(sim: torch.Tensor, kk: int):
+        calls.append(tuple(sim.shape))
+        return original(sim, kk)
+
+    monkeypatch.setattr(search, "_block_topk", spy)
+    monkeypatch.setattr(search, "CHUNK", 50)
+    rng = np.random.default_rng(8)
+    queries, keys = unit_vectors(rng, 200, 16), unit_vectors(rng, 5000, 16)
+    _, indices = nearest_neighbors(queries, keys, 2, backend="torch", block_size=250)
+    np.testing.assert_array_equal(indices, oracle_knn(queries, keys, 2)[1])
+    # Per key block: the 5 chunk maxima of the rows searched, then their 2 best chunks.
+    assert {width for _, width in calls} == {5, 100}
+    searched = sum(rows for rows, width in calls if width == 100)
+    # Random keys: block j holds one of a row's best 2 so far with chance about 2/j.
+    assert searched < 0.5 * 200 * (5000 // 250)
+
+
 def test_accepts_torch_tensors_and_float64_and_returns_numpy() -> None:
     rng = np.random.default_rng(4)
     queries = unit_vectors(rng, 17, 8).astype(np.float64)

@@ -12,9 +12,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from xstilts.cli import app
+from xstilts.config import parse_config
 from xstilts.experiment import costs
 from xstilts.experiment.grid import parse_grid, plan_grid
 from xstilts.experiment.grid_runner import run_grid
+from xstilts.experiment.resolve import resolve
 from xstilts.report import write_report
 
 STUDIES = Path(__file__).resolve().parent.parent / "configs" / "studies"
@@ -64,15 +66,30 @@ def test_the_paper_retrieval_targets_read_the_intermediate_encoders(tmp_path, mo
     assert all(r.depends_on for r in retrieval if r.option != "baseline")
 
 
+def _planned(**sections: Any):
+    payload = {"model": {"name": "xlm-roberta-large"}, **sections}
+    return resolve(parse_config(payload, source="test"), planning=True)
+
+
 def test_the_cost_model_of_one_run():
     """6 x parameters x tokens at 30% of an A100's bf16 peak: MNLI for 3 epochs at 256
-    tokens on XLM-R Large."""
-    tokens = 392_702 * 3 * 256
-    expected = 6 * 303e6 * tokens / (312e12 * 0.30 * 3600)
-    assert expected == pytest.approx(1.63, abs=0.01)
-    assert costs._training_tokens("mnli", 3, 256, None) == tokens
-    assert costs._training_tokens("mnli", 3, 256, 1000) == 1000 * 3 * 256
-    assert costs._training_tokens("hellaswag", 1, 10, None) == 39_905 * 10 * 4
+    tokens on XLM-R Large is 1.63 GPU-hours; a stage adds its own training."""
+    mnli = _planned(
+        intermediate={"tasks": ["mnli"], "training": {"epochs": 3, "max_length": 256}},
+        target={"task": "xnli"},
+    )
+    assert costs.intermediate_gpu_hours(mnli) == pytest.approx(1.63, abs=0.01)
+    capped = mnli.config.model_copy(deep=True)
+    assert capped.intermediate is not None
+    capped.intermediate.training.max_train_examples = 39_270  # a tenth
+    assert costs.intermediate_gpu_hours(resolve(capped, planning=True)) == pytest.approx(
+        0.163, abs=0.001
+    )
+    xcopa = costs.target_gpu_hours(_planned(target={"task": "xcopa"}))
+    staged = _planned(target={"task": "xcopa", "stages": [{"task": "siqa"}]})
+    siqa_tokens = 33_410 * 5 * 128 * 3  # examples x epochs x max length x choices
+    siqa_hours = 6 * 303e6 * siqa_tokens / (312e12 * 0.30 * 3600)
+    assert costs.target_gpu_hours(staged) == pytest.approx(xcopa + siqa_hours)
 
 
 def test_dry_run_prints_the_plan_and_its_gpu_hours(tmp_path, monkeypatch):
@@ -84,6 +101,24 @@ def test_dry_run_prints_the_plan_and_its_gpu_hours(tmp_path, monkeypatch):
     text = " ".join(result.output.split())
     assert "estimated GPU-hours:" in text and "still to run" in text
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_xtremer_presets_follow_xtreme_r_two_stage_protocols(tmp_path, monkeypatch):
+    """XCOPA after SIQA (COPA starts from the SIQA head); Tatoeba after SQuAD v1.1; the
+    paper preset trains ANLI+ as jiant does, five tasks under one NLI head."""
+    monkeypatch.chdir(STUDIES.parent.parent)
+    _, plan = _plan("families_xtremer", tmp_path)
+    stages = {
+        run.target: yaml.safe_load(run.config_yaml)["target"]["stages"] for run in plan.targets
+    }
+    assert [(s["task"], s["carry_head"]) for s in stages["xcopa"]] == [("siqa", True)]
+    assert [(s["task"], s["carry_head"]) for s in stages["tatoeba"]] == [("squad", False)]
+    assert all(not stages[t] for t in stages if t not in {"xcopa", "tatoeba"})
+    _, paper = _plan("paper", tmp_path / "paper")
+    anli = next(r for r in paper.intermediate if r.option == "anli_plus")
+    assert yaml.safe_load(anli.config_yaml)["intermediate"]["tasks"] == [
+        "snli", "mnli", "anli_r1", "anli_r2", "anli_r3"
+    ]  # fmt: skip
 
 
 def _cpu_grid(study: str, cache: Path, **quick: Any):
@@ -115,8 +150,8 @@ def test_each_cpu_scale_runs_and_writes_its_report(study, tmp_path, feature_cach
     assert {"tables.md", "tables.tex", "main.csv", "report.html", "robustness.png"} <= written
     html = (tmp_path / "report" / "report.html").read_text()
     assert "<h2>Summary</h2>" in html
-    if study == "scaling":
-        assert "learning_curves.png" in written
+    # only the scaling study trains options that differ in size alone
+    assert ("learning_curves.png" in written) == (study == "scaling")
     if study == "adapters":
         assert "Parameters trained per option" in (tmp_path / "report" / "tables.md").read_text()
     if study == "adversarial_xtremer":

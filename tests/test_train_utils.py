@@ -100,6 +100,61 @@ def test_every_rank_gets_an_example_from_a_short_last_batch() -> None:
 def test_stream_needs_examples() -> None:
     with pytest.raises(ValueError):
         BatchStream(0, 4, seed=0)
+    with pytest.raises(ValueError, match="3 lengths for 4 examples"):
+        BatchStream(4, 2, seed=0, lengths=np.array([1, 2, 3]))
+
+
+def _lengths(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(5, 200, size=count)
+
+
+def _padded_tokens(batches: list[list[int]], lengths: np.ndarray) -> int:
+    return sum(len(b) * int(lengths[b].max()) for b in batches)
+
+
+def test_length_grouped_batches_pad_little_and_cover_every_example_once() -> None:
+    lengths = _lengths(1000)
+    grouped = BatchStream(1000, 16, seed=2, lengths=lengths)
+    randomly = BatchStream(1000, 16, seed=2)
+    orders = []
+    for _epoch in range(2):
+        batches = take(grouped, grouped.batches_per_epoch)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(1000))
+        assert all(0 < len(b) <= 16 for b in batches)
+        assert max(lengths[batches[0]]) == lengths.max()  # the longest batch first
+        real = int(lengths.sum())
+        random_padding = _padded_tokens(take(randomly, randomly.batches_per_epoch), lengths)
+        assert _padded_tokens(batches, lengths) < 1.1 * real < random_padding
+        orders.append(flat)
+    assert orders[0] != orders[1]  # reshuffled every epoch
+    assert take(BatchStream(1000, 16, seed=2, lengths=lengths), 5) != take(
+        BatchStream(1000, 16, seed=3, lengths=lengths), 5
+    )
+
+
+@pytest.mark.parametrize("stop_after", [0, 3, 7, 8, 13])
+def test_a_length_grouped_stream_resumes_exactly(stop_after: int) -> None:
+    lengths = _lengths(60, seed=4)  # batches of 8: 8 batches an epoch, the last short
+    uninterrupted = take(BatchStream(60, 8, seed=5, lengths=lengths), 20)
+    stream = BatchStream(60, 8, seed=5, lengths=lengths)
+    before = take(stream, stop_after)
+    saved = dataclasses.asdict(stream.position)
+    resumed = BatchStream(60, 8, seed=5, lengths=lengths, position=StreamPosition(**saved))
+    assert before + take(resumed, 20 - stop_after) == uninterrupted
+
+
+def test_length_grouped_ranks_share_each_global_batch() -> None:
+    lengths = _lengths(50, seed=6)
+    ranks = [BatchStream(50, 4, seed=9, rank=r, world_size=2, lengths=lengths) for r in range(2)]
+    single = BatchStream(50, 8, seed=9, lengths=lengths)
+    seen: list[int] = []
+    for _ in range(single.batches_per_epoch):
+        shard0, shard1 = (r.next_indices() for r in ranks)
+        assert shard0 and shard1 and not set(shard0) & set(shard1)
+        assert sorted(shard0 + shard1) == sorted(single.next_indices())
+        seen += shard0 + shard1
+    assert sorted(seen) == list(range(50))
 
 
 # ---------------------------------------------------------------------------
@@ -331,3 +386,91 @@ def test_atomic_write_text_and_json(tmp_path: Path) -> None:
     atomic_write_text(path, "replaced")
     assert path.read_text() == "replaced"
     assert sorted(p.name for p in path.parent.iterdir()) == ["file.json"]
+
+
+# ---------------------------------------------------------------------------
+# Non-finite steps without a host sync per step
+
+
+def _guarded_linear(policy: str):
+    from types import SimpleNamespace
+
+    from xstilts.train.loop import LoopState, _StepGuard
+
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1, fused=True)
+    guard = _StepGuard(policy, optimizer, SimpleNamespace(scaler=None), [])
+    return layer, optimizer, guard, LoopState()
+
+
+def _train_step(layer, optimizer, guard, factor: float) -> torch.Tensor:
+    loss = layer(torch.ones(4, 3)).sum() * factor
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(layer.parameters(), 1.0)
+    if guard.step_allowed(loss.detach(), norm):
+        optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+def test_a_skipped_step_leaves_the_model_and_optimizer_untouched_on_the_device(caplog) -> None:
+    layer, optimizer, guard, state = _guarded_linear("skip")
+    assert guard.on_device
+    losses: list[float] = []
+    for step, factor in enumerate([1.0, math.nan, 1.0], start=1):
+        before = [p.detach().clone() for p in layer.parameters()]
+        moments = [optimizer.state[p]["exp_avg"].clone() for p in optimizer.state]
+        loss = _train_step(layer, optimizer, guard, factor)
+        losses.append(float(loss))
+        guard.pending.append(_pending(step, loss))
+        changed = any(
+            not torch.equal(a, p) for a, p in zip(before, layer.parameters(), strict=True)
+        )
+        assert changed == (step != 2)
+        if step == 2:
+            assert all(
+                torch.equal(m, optimizer.state[p]["exp_avg"])
+                for m, p in zip(moments, optimizer.state, strict=True)
+            )
+    assert all(int(s["step"]) == 2 for s in optimizer.state.values())
+    guard.flush(state)
+    assert state.skipped_steps == [2]
+    assert state.running_terms["loss"] == pytest.approx(losses[0] + losses[2])
+    assert "step 2: the loss of task 't' is nan; step skipped" in caplog.text
+
+
+def test_a_non_finite_step_stops_the_run_when_the_terms_are_read() -> None:
+    from xstilts.errors import XstiltsError
+
+    layer, optimizer, guard, state = _guarded_linear("error")
+    for step, factor in enumerate([1.0, math.inf], start=1):
+        guard.pending.append(_pending(step, _train_step(layer, optimizer, guard, factor)))
+    with pytest.raises(XstiltsError, match="step 2: the loss of task 't' is -inf"):
+        guard.flush(state)
+
+
+def _pending(step: int, loss: torch.Tensor):
+    from xstilts.train.loop import _PendingStep
+
+    return _PendingStep(step, "t", {"loss": loss}, None)
+
+
+def test_the_guard_reads_a_flag_per_step_where_the_device_cannot_skip() -> None:
+    from types import SimpleNamespace
+
+    from xstilts.train.adversarial import SMART
+    from xstilts.train.loop import _StepGuard
+
+    layer = nn.Linear(3, 2)
+    smart = SimpleNamespace(objective=SMART(1.0, 1e-5, 1e-3, 1, 0.99, 0.1))
+    for optimizer, tasks in [
+        (torch.optim.AdamW(layer.parameters(), fused=False), []),
+        (torch.optim.AdamW(layer.parameters(), fused=True), [smart]),  # a teacher to update
+    ]:
+        guard = _StepGuard("skip", optimizer, SimpleNamespace(scaler=None), tasks)
+        assert not guard.on_device
+        assert not guard.step_allowed(torch.tensor(math.nan), None)
+        assert not guard.step_allowed(torch.tensor(1.0), torch.tensor(math.inf))
+        assert guard.step_allowed(torch.tensor(1.0), torch.tensor(2.0))
+        assert not hasattr(optimizer, "found_inf")

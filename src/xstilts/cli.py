@@ -44,10 +44,38 @@ def _user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+CLI_HANDLER = "xstilts-cli"
+PLAIN_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Plain lines to whatever ``sys.stderr`` is when a record comes (tests swap it)."""
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def _setup_logging() -> None:
-    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+    """Rich log lines on a terminal; plain, one line per record, in a pipe or a file,
+    where progress bars also give way to interval log lines (xstilts/progress.py)."""
+    from xstilts.progress import interactive, quiet_libraries
+
+    quiet_libraries()
     logger = logging.getLogger("xstilts")
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+    if not any(h.get_name() == CLI_HANDLER for h in logger.handlers):
+        if interactive():
+            handler: logging.Handler = RichHandler(
+                console=err_console, show_path=False, rich_tracebacks=False
+            )
+        else:
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT, "%H:%M:%S"))
+        handler.set_name(CLI_HANDLER)
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False

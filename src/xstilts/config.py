@@ -166,6 +166,12 @@ class TrainingConfig(StrictModel):
         description="A step whose loss or gradient norm is inf or NaN: stop the run with "
         "an error, or skip the step (no update) and go on, as some prefer with fp16.",
     )
+    group_by_length: bool = Field(
+        True,
+        description="Batch training examples of similar length together (shuffled "
+        "mega-batches sorted by length, as the Trainer's group_by_length), so batches "
+        "pad less; false: batches drawn at random.",
+    )
 
 
 class SamplerConfig(StrictModel):
@@ -343,9 +349,28 @@ class IntermediateConfig(StrictModel):
         return self
 
 
+class TargetStage(StrictModel):
+    """An English fine-tuning stage between the intermediate phase and the target task
+    (XTREME-R's two-stage protocols: XCOPA trains on SIQA, then COPA; Tatoeba retrieves
+    with the encoder fine-tuned on SQuAD)."""
+
+    task: str
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    carry_head: bool = Field(
+        False,
+        description="Start the next stage's (or the target's) head from this stage's, as "
+        "XTREME's run_xcopa.py starts COPA from the SIQA model; the formats must match.",
+    )
+
+
 class TargetConfig(StrictModel):
     task: str
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    stages: list[TargetStage] = Field(
+        default_factory=list,
+        description="Fine-tuning stages run in order before the target task (each trains "
+        "the whole encoder on its task's English data; see TargetStage).",
+    )
     adapters: TargetAdapterConfig | None = Field(
         None, description="Train the target task through adapters (see TargetAdapterConfig)."
     )
@@ -371,17 +396,65 @@ class DataConfig(StrictModel):
     subsample_seed: int = 0
 
 
+# Accelerate's built-in trackers (accelerate.tracking.LOGGER_TYPE_TO_CLASS).
+TRACKERS = (
+    "tensorboard",
+    "wandb",
+    "mlflow",
+    "aim",
+    "comet_ml",
+    "clearml",
+    "dvclive",
+    "swanlab",
+    "trackio",
+)
+
+
 class RuntimeConfig(StrictModel):
     """How the work runs; shared by all phases of an experiment."""
 
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     cpu: bool = Field(False, description="Force the CPU even where a GPU is present.")
+    compile: bool = Field(
+        False,
+        description="Compile the encoder with torch.compile (dynamic shapes): faster "
+        "steps on a GPU after a slow first one; rarely worth it on a CPU.",
+    )
+    log_with: list[str] = Field(
+        default_factory=list,
+        description="Experiment trackers, through Accelerate: any of "
+        + ", ".join(TRACKERS)
+        + ". Each phase logs its config, training loss, learning rate, validation "
+        "scores and (target runs) the final per-language scores; files go under the "
+        "run's folder (trackers/).",
+    )
+    project: str | None = Field(
+        None,
+        description="The trackers' project (W&B project, MLflow experiment, TensorBoard "
+        "folder); unset: the grid's name, else 'xstilts'.",
+    )
+
+    @field_validator("log_with", mode="before")
+    @classmethod
+    def _known_trackers(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list):
+            return value  # pydantic reports the wrong type
+        unknown = [name for name in names if name not in TRACKERS]
+        if unknown:
+            raise ValueError(
+                f"unknown tracker {unknown[0]!r}; expected a list of: {', '.join(TRACKERS)}"
+            )
+        return list(dict.fromkeys(names))
 
 
 class ExperimentConfig(StrictModel):
     name: str | None = None
     grid_option: str | None = Field(
         None, description="Set by grids: the label of this run's intermediate option."
+    )
+    grid_name: str | None = Field(
+        None, description="Set by grids: the grid's name (groups its runs in trackers)."
     )
     seed: int = 42
     profile: Literal["xstilts", "xtreme"] = Field(
@@ -441,7 +514,10 @@ class ExperimentConfig(StrictModel):
 
 
 # Keys that change where things are stored, not what is computed.
-NON_SEMANTIC_KEYS = {("data", "cache_dir"), ("name",), ("grid_option",)}
+NON_SEMANTIC_KEYS = {("data", "cache_dir"), ("name",), ("grid_option",), ("grid_name",)}
+# Where progress is reported, not what is computed; their section goes too when they
+# were all it held, so turning trackers on keeps a run's id.
+REPORTING_KEYS = {("runtime", "log_with"), ("runtime", "project")}
 
 
 def config_hash(payload: dict[str, Any]) -> str:
@@ -459,6 +535,12 @@ def semantic_dump(config: ExperimentConfig) -> dict[str, Any]:
         for key in path[:-1]:
             node = node.get(key) or {}
         node.pop(path[-1], None)
+    runtime = payload.get("runtime")
+    if runtime and any(key in runtime for _, key in REPORTING_KEYS):
+        for _, key in REPORTING_KEYS:
+            runtime.pop(key, None)
+        if not runtime:
+            del payload["runtime"]
     return payload
 
 

@@ -1,13 +1,28 @@
-"""Zero-shot evaluation of a trained model on every language of a target task."""
+"""Zero-shot evaluation of a trained model on every language of a target task.
+
+Two savings over running every feature of every language through the model:
+
+- shared features (a candidate pool that every language of the task searches,
+  as LAReQA's and Mewsli-X's; see ``TaskFormat.shared_features``) are embedded
+  once per evaluator and language-adapter setting, and reused while the next
+  language brings the same tokens (a digest of their token columns);
+- with several processes (``Sharding``), each runs the model on one contiguous
+  share of the features and the outputs are gathered, in feature order, on
+  every process, which then predicts and scores as before.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow.compute as pc
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -38,9 +53,59 @@ class LanguageSplit:
     """The language's validation split, for formats that calibrate on it (BUCC)."""
 
 
+def token_digest(features: datasets.Dataset, rows: np.ndarray | list[int]) -> str:
+    """A digest of the token columns of ``features[rows]``, in order: equal digests mean
+    the same sequences, hence the same outputs from one model."""
+    table = features.select(rows).with_format("arrow")[:]
+    digest = hashlib.blake2b(digest_size=16)
+    for name in ("input_ids", "token_type_ids"):
+        if name not in table.column_names:
+            continue
+        for chunk in table.column(name).chunks:
+            digest.update(name.encode())
+            digest.update(pc.list_value_length(chunk).to_numpy(zero_copy_only=False).tobytes())
+            digest.update(pc.list_flatten(chunk).to_numpy(zero_copy_only=False).tobytes())
+    return digest.hexdigest()
+
+
+def _language_adapter_in_use(model: MultiTaskModel) -> str | None:
+    """The name of the MAD-X language adapter now routed in (shared outputs depend on
+    it); None without one."""
+    return model.routes.language if model.routes is not None else None
+
+
 def prediction_path(root: Path, spec: TaskSpec, fmt: TaskFormat, split: str, lang: str) -> Path:
     """The XTREME submission layout under ``root``: <task>/<split>-<lang>.<ext>."""
     return root / spec.name / f"{split}-{lang}.{fmt.prediction_suffix}"
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """This process's place among ``world_size`` evaluating processes.
+
+    ``gather`` takes this process's list of outputs and returns the lists of all
+    processes concatenated in rank order, on every process (as
+    ``accelerate.utils.gather_object`` does).
+    """
+
+    rank: int
+    world_size: int
+    gather: Callable[[FeatureOutputs], FeatureOutputs]
+
+    def bounds(self, count: int) -> tuple[int, int]:
+        """This process's contiguous share of ``count`` features."""
+        share, extra = divmod(count, self.world_size)
+        start = self.rank * share + min(self.rank, extra)
+        return start, start + share + (1 if self.rank < extra else 0)
+
+
+def accelerator_sharding(accelerator: Any) -> Sharding | None:
+    """The sharding of an ``accelerate.Accelerator``'s processes; None for one process."""
+    if accelerator.num_processes <= 1:
+        return None
+    from accelerate.utils import gather_object
+
+    return Sharding(accelerator.process_index, accelerator.num_processes, gather_object)
 
 
 class Evaluator:
@@ -53,6 +118,7 @@ class Evaluator:
         tokenizer: PreTrainedTokenizerBase,
         batch_size: int,
         device: torch.device,
+        sharding: Sharding | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
@@ -60,18 +126,46 @@ class Evaluator:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.device = device
+        self.sharding = sharding
+        self._shared: tuple[tuple[str | None, str], FeatureOutputs] | None = None
 
     def outputs(self, data: EvaluationSet, desc: str) -> FeatureOutputs:
-        return run_inference(
+        """Model outputs of every feature, in feature order."""
+        features = data.features
+        shared = self.fmt.shared_features(self.spec, features)
+        if shared is None or len(shared) == 0:
+            return self._run(features, desc)
+        key = (_language_adapter_in_use(self.model), token_digest(features, shared))
+        if self._shared is not None and self._shared[0] == key:
+            log.info("%s: reusing the embeddings of %d shared features", desc, len(shared))
+        else:
+            self._shared = None  # free the previous pool's outputs first
+            pool = self._run(features.select(shared), f"{desc} (shared)")
+            self._shared = (key, pool)
+        own = np.setdiff1d(np.arange(len(features)), shared)
+        results: list[dict[str, np.ndarray] | None] = [None] * len(features)
+        for row, output in zip(own.tolist(), self._run(features.select(own), desc), strict=True):
+            results[row] = output
+        for row, output in zip(np.asarray(shared).tolist(), self._shared[1], strict=True):
+            results[row] = output
+        return results  # type: ignore[return-value]  # every row is filled
+
+    def _run(self, features: datasets.Dataset, desc: str) -> FeatureOutputs:
+        """``run_inference`` over ``features``, split across processes when sharded."""
+        if self.sharding is not None:
+            start, stop = self.sharding.bounds(len(features))
+            features = features.select(range(start, stop))
+        outputs = run_inference(
             self.model,
             self.spec.head_name,
             self.fmt,
-            data.features,
+            features,
             batch_size=self.batch_size,
             pad_token_id=self.tokenizer.pad_token_id,
             device=self.device,
             desc=desc,
         )
+        return outputs if self.sharding is None else self.sharding.gather(outputs)
 
     def language(self, item: LanguageSplit, split: str, predictions_dir: Path) -> dict[str, Any]:
         """Predict and score one language; write its prediction file in ``predictions_dir``."""

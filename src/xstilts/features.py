@@ -8,6 +8,9 @@ from functools import partial
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.formats import TaskFormat
@@ -79,3 +82,24 @@ def encode_split(
         if progress_was_on:
             datasets.enable_progress_bars()
     return datasets.load_from_disk(str(target))
+
+
+def feature_lengths(features: datasets.Dataset, column: str = "input_ids") -> np.ndarray:
+    """Tokens of each feature: its sequence's length, or for a feature of several
+    sequences (multiple choice) the longest one's, which is what it pads to."""
+    values = features.with_format("arrow")[column]
+    if isinstance(values, pa.Table):
+        values = values.column(0)
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_list(values.type.value_type) or pa.types.is_large_list(values.type.value_type):
+        inner = _lengths(pc.list_flatten(values))
+        parents = pc.list_parent_indices(values).to_numpy(zero_copy_only=False)
+        lengths = np.zeros(len(values), dtype=np.int64)
+        np.maximum.at(lengths, parents, inner)
+        return lengths
+    return _lengths(values)
+
+
+def _lengths(values: pa.Array) -> np.ndarray:
+    lengths = pc.fill_null(pc.list_value_length(values), 0)
+    return lengths.to_numpy(zero_copy_only=False).astype(np.int64)

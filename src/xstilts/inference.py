@@ -1,10 +1,17 @@
-"""Batched forward passes over features, shared by validation and zero-shot evaluation."""
+"""Batched forward passes over features, shared by validation and zero-shot evaluation.
+
+Features run longest first, so each batch pads to about its own rows' length instead
+of the longest row of a random stretch of the split; the outputs are put back in
+feature order, so formats see exactly what an unsorted run gives them.
+"""
 
 from __future__ import annotations
 
 import datasets
+import numpy as np
 import torch
 
+from xstilts.features import feature_lengths
 from xstilts.formats import TaskFormat
 from xstilts.formats.base import FeatureOutputs
 from xstilts.modeling import MultiTaskModel
@@ -22,19 +29,29 @@ def run_inference(
     pad_token_id: int,
     device: torch.device,
     desc: str = "predicting",
+    sort_by_length: bool = True,
 ) -> FeatureOutputs:
-    """Model outputs for every feature, in order, as float32 numpy arrays."""
+    """Model outputs for every feature, in feature order, as float32 numpy arrays."""
     was_training = model.training
     model.eval()
-    results: FeatureOutputs = []
+    order = inference_order(features) if sort_by_length else np.arange(len(features))
+    results: list[dict[str, np.ndarray] | None] = [None] * len(features)
     try:
         for start in progress_bar(range(0, len(features), batch_size), desc=desc, leave=False):
-            columns = features[start : start + batch_size]
+            rows = order[start : start + batch_size]
+            columns = features[rows.tolist()]
             batch = {k: v.to(device) for k, v in fmt.collate(columns, pad_token_id).items()}
             outputs = model(head, batch)
             arrays = {key: value.float().cpu().numpy() for key, value in outputs.items()}
-            rows = len(next(iter(arrays.values())))
-            results.extend({key: value[i] for key, value in arrays.items()} for i in range(rows))
+            for i, row in enumerate(rows):
+                results[row] = {key: value[i] for key, value in arrays.items()}
     finally:
         model.train(was_training)
-    return results
+    return results  # type: ignore[return-value]  # every row is filled
+
+
+def inference_order(features: datasets.Dataset) -> np.ndarray:
+    """Feature indices, longest first (ties in feature order)."""
+    if len(features) == 0:
+        return np.arange(0)
+    return np.argsort(-feature_lengths(features), kind="stable")

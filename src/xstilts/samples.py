@@ -205,7 +205,8 @@ def stand_in_tasks() -> dict[str, Any]:
                 "max_length": 128,
                 "batch_size": 16,
                 "epochs": 2,
-                # Windows of 128 tokens overlap by 32 (the rare long sentence needs two).
+                # Windows of 128 tokens start 32 tokens apart (doc_stride as the step, the
+                # paper's meaning); the rare sentence longer than a window needs two or three.
                 "options": {"doc_stride": 32},
                 "splits": {
                     split: {

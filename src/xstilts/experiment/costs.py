@@ -34,6 +34,9 @@ TRAIN_EXAMPLES: dict[str, int] = {
     "anli_plus": 1_104_934,
     "mnli": 392_702,
     "snli": 550_152,
+    "anli_r1": 16_946,
+    "anli_r2": 45_460,
+    "anli_r3": 100_459,
     "qqp": 363_846,
     "squad": 87_599,
     "squad_v2": 130_319,
@@ -108,10 +111,22 @@ def intermediate_gpu_hours(experiment: ResolvedExperiment) -> float | None:
 
 
 def target_gpu_hours(experiment: ResolvedExperiment) -> float | None:
-    """One target run: training (if the task trains) and evaluation in every language."""
+    """One target run: its stages, training (if the task trains) and evaluation in
+    every language."""
     spec, training = experiment.target, experiment.config.target.training
     assert training.max_length is not None and training.epochs is not None
     flops = 0.0
+    for stage, stage_spec in zip(experiment.config.target.stages, experiment.stages, strict=True):
+        assert stage.training.max_length is not None and stage.training.epochs is not None
+        tokens = _training_tokens(
+            stage_spec.name,
+            stage.training.epochs,
+            stage.training.max_length,
+            stage.training.max_train_examples,
+        )
+        if tokens is None:
+            return None
+        flops += 6 * _parameters(experiment) * tokens
     if get_format(spec.format).trainable:
         tokens = _training_tokens(
             spec.name, training.epochs, training.max_length, training.max_train_examples

@@ -198,6 +198,7 @@ def plan_grid(
                 )
                 payload["seed"] = seed
                 payload["grid_option"] = option
+                payload["grid_name"] = grid.name or Path(source).stem
                 payload.setdefault("target", {})["task"] = target
                 if section is None:
                     payload.pop("intermediate", None)

@@ -21,13 +21,19 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import PreTrainedTokenizerBase
 
-from xstilts.config import ExperimentConfig, TaskSettings, TrainingConfig, config_hash
+from xstilts.config import (
+    ExperimentConfig,
+    TargetStage,
+    TaskSettings,
+    TrainingConfig,
+    config_hash,
+)
 from xstilts.errors import XstiltsError
-from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit
+from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit, accelerator_sharding
 from xstilts.experiment import adapter_plans, evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import RESULTS_FILE, EvaluationKey
 from xstilts.experiment.resolve import ResolvedExperiment, resolve
-from xstilts.experiment.run_folder import RunLock, damage_hint, marked, restart
+from xstilts.experiment.run_folder import STAGES_DIR, RunLock, damage_hint, marked, restart
 from xstilts.experiment.runtime import get_accelerator, log_to_file
 from xstilts.features import encode_split
 from xstilts.formats import get_format
@@ -38,6 +44,7 @@ from xstilts.modeling import (
     MultiTaskModel,
     attach_adapters,
     build_encoder,
+    load_head_as,
     load_heads,
     load_tokenizer,
     load_trained_model,
@@ -46,6 +53,7 @@ from xstilts.modeling import (
 )
 from xstilts.tasks.loading import LoadedSplit, load_split
 from xstilts.tasks.spec import SplitName, TaskSpec
+from xstilts.tracking import check_trackers, score_values, start_tracking, stop_tracking
 from xstilts.train.adversarial import make_objective
 from xstilts.train.loop import BEST_DIR, TrainTask, phase_result, train_phase
 from xstilts.train.sampling import sampling_weights
@@ -103,8 +111,11 @@ def run_experiment(
                 with RunLock(inter_dir), marked(inter_dir), log_to_file(inter_dir / "train.log"):
                     run_folder.clean_scratch(inter_dir)
                     runner.train_intermediate()
-            runner.train_target()
-            results = runner.evaluate()
+            try:
+                runner.train_target()
+                results = runner.evaluate()
+            finally:
+                runner.close_tracking()
     return RunOutcome(run_dir, results)
 
 
@@ -174,9 +185,13 @@ class _Runner:
         self.run_dir = run_dir
         self.inter_dir = inter_dir
         self.language_dirs = language_dirs
+        check_trackers(self.config.runtime.log_with)
         self.accelerator: Accelerator = get_accelerator(self.config.runtime)
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.config.model)
         self.splits: dict[tuple[str, SplitName, str, int | None], LoadedSplit] = {}
+        self._untracked = self.accelerator
+        self._tracked: Path | None = None
+        """The phase folder whose tracker run is open (on ``self.accelerator``)."""
 
     # -- checks before any training ---------------------------------------------
     def check_inputs(self) -> None:
@@ -203,6 +218,9 @@ class _Runner:
         fmt.options(target)
         if fmt.trainable and not phase_result(self.run_dir).is_file():
             self._load_training_splits(target, cfg.target.training)
+        for stage, spec, folder in self._stages():
+            if not phase_result(folder).is_file():
+                self._load_training_splits(spec, stage.training)
         for lang in self.experiment.languages:
             self._load(target, cfg.evaluation.split, lang, cfg.evaluation.max_examples)
             if fmt.needs_calibration(target):
@@ -332,7 +350,50 @@ class _Runner:
         ]
         self._train(plans, inter.training, self.inter_dir, None, self._intermediate_setup())
 
+    def _stages(self) -> list[tuple[TargetStage, TaskSpec, Path]]:
+        """Each target stage with its task and its phase folder inside the run."""
+        return [
+            (stage, spec, self.run_dir / STAGES_DIR / f"{index + 1}-{spec.name}")
+            for index, (stage, spec) in enumerate(
+                zip(self.config.target.stages, self.experiment.stages, strict=True)
+            )
+        ]
+
+    def train_stages(self) -> None:
+        """Train, in order, each target stage not trained yet; each starts from the
+        encoder (and, with carry_head, the head) the one before it left."""
+        start = self._encoder_before_stages()
+        handed_head: tuple[str, Path] | None = None
+        for stage, spec, folder in self._stages():
+            if not phase_result(folder).is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                with marked(folder), log_to_file(folder / "train.log"):
+                    run_folder.clean_scratch(folder)
+                    log.info("target stage %s: training from %s", folder.name, start or "scratch")
+                    atomic_write_text(folder / CONFIG_FILE, self.config.to_yaml())
+                    plan = _TaskPlan(spec, _single_task_settings(stage.training), 1.0, 1.0)
+                    self._train(
+                        [plan], stage.training, folder, start, None, handed_head=handed_head
+                    )
+            start = folder / BEST_DIR
+            handed_head = (spec.head_name, start) if stage.carry_head else None
+
+    def _encoder_before_stages(self) -> Path | None:
+        """The intermediate phase's encoder when it trained one, else the pretrained one."""
+        if self.inter_dir is None or self._intermediate_setup() is not None:
+            return None
+        return self.inter_dir / BEST_DIR
+
+    def _handed_head(self) -> tuple[str, Path] | None:
+        """The last stage's head and best model, when it hands its head to the target."""
+        stages = self._stages()
+        if not stages or not stages[-1][0].carry_head:
+            return None
+        _, spec, folder = stages[-1]
+        return spec.head_name, folder / BEST_DIR
+
     def train_target(self) -> None:
+        self.train_stages()
         if not get_format(self.experiment.target.format).trainable:
             log.info("%s is evaluated straight from the encoder", self.experiment.target.name)
             return
@@ -343,7 +404,14 @@ class _Runner:
         training = self.config.target.training
         settings = _single_task_settings(training)
         plan = _TaskPlan(self.experiment.target, settings, 1.0, 1.0)
-        self._train([plan], training, self.run_dir, self._target_start(), self._target_setup())
+        self._train(
+            [plan],
+            training,
+            self.run_dir,
+            self._target_start(),
+            self._target_setup(),
+            handed_head=self._handed_head(),
+        )
 
     def _train(
         self,
@@ -353,10 +421,15 @@ class _Runner:
         init_from: Path | None,
         setup: AdapterSetup | None,
         seed: int | None = None,
+        handed_head: tuple[str, Path] | None = None,
     ) -> None:
+        """``handed_head``: (head name, best folder) of a stage whose head the (single)
+        task of this phase starts from."""
         assert training.epochs is not None
         seed = self.config.seed if seed is None else seed
         model = self._build_model([plan.spec for plan in plans], init_from, setup, seed)
+        if handed_head is not None:
+            load_head_as(model, handed_head[1], handed_head[0], plans[0].spec.head_name)
         if self.accelerator.is_main_process:
             summary = model.adapters.summary() if model.adapters is not None else None
             atomic_write_json(
@@ -384,17 +457,56 @@ class _Runner:
                     objective=make_objective(settings.adversarial),
                 )
             )
-        train_phase(
-            model,
-            tasks,
-            training,
-            epochs=training.epochs,
-            phase_dir=phase_dir,
-            seed=seed,
-            tokenizer=self.tokenizer,
-            accelerator=self.accelerator,
-        )
-        self.accelerator.free_memory()
+        phase = self._phase_kind(phase_dir)
+        self._open_tracking(phase_dir, phase)
+        try:
+            train_phase(
+                model,
+                tasks,
+                training,
+                epochs=training.epochs,
+                phase_dir=phase_dir,
+                seed=seed,
+                tokenizer=self.tokenizer,
+                accelerator=self.accelerator,
+                compile_encoder=self.config.runtime.compile,
+            )
+            self.accelerator.free_memory()
+        finally:
+            if phase != "target":  # a target run's tracker run also gets its scores
+                self.close_tracking()
+
+    # -- experiment trackers (xstilts/tracking.py) ----------------------------------
+    def _phase_kind(self, phase_dir: Path) -> str:
+        if phase_dir in self.language_dirs.values():
+            return "language_adapter"
+        if phase_dir == self.inter_dir:
+            return "intermediate"
+        return "target" if phase_dir == self.run_dir else "stage"
+
+    def _open_tracking(self, phase_dir: Path, phase: str) -> None:
+        """Open the tracker run of ``phase_dir`` (one phase folder at a time)."""
+        if not self.config.runtime.log_with or self._tracked == phase_dir:
+            return
+        self.close_tracking()
+        self.accelerator = get_accelerator(self.config.runtime, tracking_dir=phase_dir)
+        start_tracking(self.accelerator, self.config, phase_dir, phase)
+        self._tracked = phase_dir
+
+    def close_tracking(self) -> None:
+        if self._tracked is None:
+            return
+        stop_tracking(self.accelerator)
+        self.accelerator, self._tracked = self._untracked, None
+
+    def _track_scores(self, results: dict[str, Any], fresh: bool) -> None:
+        """Log the final scores to the run's tracker run: when this call trained the
+        target or evaluated a language (a finished run run again logs nothing)."""
+        if not self.config.runtime.log_with or (not fresh and self._tracked is None):
+            return
+        self._open_tracking(self.run_dir, "target")
+        training = results.get("training") or {}
+        self.accelerator.log(score_values(results), step=training.get("steps") or 0)
 
     def _build_model(
         self,
@@ -429,11 +541,13 @@ class _Runner:
         return adapter_plans.target_setup(self.experiment, self.inter_dir, self.language_dirs)
 
     def _target_start(self) -> Path | None:
-        """The encoder the target phase starts from: the intermediate phase's when it
-        trained the encoder itself, else the pretrained one (its adapters come on top)."""
-        if self.inter_dir is None or self._intermediate_setup() is not None:
-            return None
-        return self.inter_dir / BEST_DIR
+        """The encoder the target phase starts from: the last stage's, else the
+        intermediate phase's when it trained the encoder itself, else the pretrained
+        one (its adapters come on top)."""
+        stages = self._stages()
+        if stages:
+            return stages[-1][2] / BEST_DIR
+        return self._encoder_before_stages()
 
     def _encode(self, spec: TaskSpec, loaded: LoadedSplit, max_length: int):
         fmt = get_format(spec.format)
@@ -469,6 +583,7 @@ class _Runner:
             if self.accelerator.is_main_process:
                 evaluation_records.save_record(self.run_dir, key, record)
         results = self._results(spec, record)
+        self._track_scores(results, fresh=evaluator is not None)
         fullest = evaluation_records.fullest_key(self.run_dir, key.split)
         keeps_fuller = fullest is not None and fullest.fullness() > key.fullness()
         if self.accelerator.is_main_process and not keeps_fuller:
@@ -496,6 +611,8 @@ class _Runner:
             else:
                 model = self._build_model([spec], best)
                 load_heads(model, best)
+        elif self._stages():  # zero-shot from the encoder the last stage fine-tuned
+            model = self._build_model([spec], self._target_start())
         else:  # zero-shot from the encoder: the intermediate one, or the pretrained one
             model = self._build_model([spec], self.inter_dir / BEST_DIR if self.inter_dir else None)
         model.to(self.accelerator.device)
@@ -506,6 +623,7 @@ class _Runner:
             tokenizer=self.tokenizer,
             batch_size=self.config.evaluation.batch_size,
             device=self.accelerator.device,
+            sharding=accelerator_sharding(self.accelerator),
         )
 
     def _target_keeps_adapters(self) -> bool:
@@ -557,6 +675,7 @@ class _Runner:
             "intermediate_run": self.inter_dir.name if self.inter_dir else None,
             "intermediate_option": cfg.grid_option
             or ("+".join(cfg.intermediate.tasks) if cfg.intermediate else "baseline"),
+            "target_stages": [stage.task for stage in cfg.target.stages],
             "intermediate_max_train_examples": (
                 cfg.intermediate.training.max_train_examples if cfg.intermediate else None
             ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class ResolvedExperiment:
     """The mlm task language adapters (MAD-X) are trained on."""
     language_adapter_names: dict[str, str] | None = None
     """Language -> the folder name of its adapter's training run."""
+    stages: list[TaskSpec] = field(default_factory=list)
+    """The tasks of ``target.stages``, in order."""
 
     @property
     def cache_dir(self) -> Path:
@@ -72,6 +74,10 @@ def resolve(
             intermediate.append(with_label_file(spec, data_dir, required=not planning))
     target = _task(registry, config.target.task, "target.task")
     target = with_label_file(target, data_dir, required=not planning)
+    stages = [
+        with_label_file(_stage_task(registry, config, index), data_dir, required=not planning)
+        for index in range(len(config.target.stages))
+    ]
     languages = _languages(config, target)
     language_task = None
     if config.language_adapters is not None:
@@ -91,6 +97,8 @@ def resolve(
     resolved.target.training = _fill_defaults(
         _with_profile(resolved.target.training, target, config.profile), target
     )
+    for stage, spec in zip(resolved.target.stages, stages, strict=True):
+        stage.training = _fill_defaults(_with_profile(stage.training, spec, config.profile), spec)
     resolved.evaluation.languages = languages
     if resolved.language_adapters is not None:
         assert language_task is not None
@@ -116,7 +124,7 @@ def resolve(
         intermediate_name = f"{slug}-s{resolved.seed}-{config_hash(payload)}"
     run_payload = semantic_dump(resolved)
     run_payload.pop("evaluation")  # evaluating differently reuses the trained model
-    run_payload["specs"] = [_spec_payload(s) for s in [*intermediate, target]]
+    run_payload["specs"] = [_spec_payload(s) for s in [*intermediate, *stages, target]]
     slug = "+".join(resolved.intermediate.tasks) if resolved.intermediate else "baseline"
     run_name = f"{target.name}-{slug}-s{resolved.seed}-{config_hash(run_payload)}"
     return ResolvedExperiment(
@@ -129,6 +137,7 @@ def resolve(
         run_name,
         language_task,
         language_adapter_names,
+        stages,
     )
 
 
@@ -166,6 +175,42 @@ def _task(registry: TaskRegistry, name: str, key: str) -> TaskSpec:
         get_metric(spec.metric)
     except XstiltsError as err:
         raise XstiltsError(f"task '{name}' ({spec.origin}): {err}") from None
+    return spec
+
+
+def _stage_task(registry: TaskRegistry, config: ExperimentConfig, index: int) -> TaskSpec:
+    """The task of ``target.stages[index]``: one that trains, on an encoder (not adapters)."""
+    key = f"target.stages[{index}]"
+    stage = config.target.stages[index]
+    spec = _task(registry, stage.task, f"{key}.task")
+    if not get_format(spec.format).trainable:
+        raise XstiltsError(
+            f"{key}.task: '{spec.name}' (format {spec.format}) trains nothing; a stage "
+            "fine-tunes the encoder on a task with training data"
+        )
+    if config.target.adapters is not None or (
+        config.intermediate is not None and config.intermediate.adapters is not None
+    ):
+        raise XstiltsError(
+            f"{key}: stages fine-tune the whole encoder and cannot be combined with "
+            "adapters (intermediate.adapters or target.adapters)"
+        )
+    if stage.carry_head:
+        following = (
+            config.target.stages[index + 1].task
+            if index + 1 < len(config.target.stages)
+            else config.target.task
+        )
+        receiver = registry.get(following) if following in registry else None
+        # A multiple-choice or span head scores one option or token: any count of choices fits.
+        same_shape = receiver is not None and (
+            spec.format in ("multiple_choice", "span_qa") or receiver.labels == spec.labels
+        )
+        if receiver is None or receiver.format != spec.format or not same_shape:
+            raise XstiltsError(
+                f"{key}.carry_head: '{spec.name}' (format {spec.format}) cannot hand its head "
+                f"to '{following}'; carry_head needs the same format (and labels)"
+            )
     return spec
 
 

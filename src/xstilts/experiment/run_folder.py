@@ -145,6 +145,8 @@ def marked(folder: Path) -> Iterator[None]:
 
 PHASES = ("intermediate", "target")
 PHASE_FILES = ("best", "best.old", "checkpoints", "training.json")
+STAGES_DIR = "stages"
+"""The folder of a run's target stages (``target.stages``), one phase folder each."""
 
 
 def restart(phase: str, run_dir: Path, inter_dir: Path | None) -> None:
@@ -157,7 +159,7 @@ def restart(phase: str, run_dir: Path, inter_dir: Path | None) -> None:
             raise XstiltsError("--restart-phase intermediate: this run has no intermediate phase")
         with RunLock(inter_dir):  # not while another run trains it
             _remove(inter_dir, PHASE_FILES)
-    _remove(run_dir, (*PHASE_FILES, RESULTS_FILE, PREDICTIONS_DIR))
+    _remove(run_dir, (*PHASE_FILES, STAGES_DIR, RESULTS_FILE, PREDICTIONS_DIR))
     evaluation_records.clear(run_dir)
     log.info("restarting the %s phase of %s", phase, run_dir.name)
 

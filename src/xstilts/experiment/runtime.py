@@ -6,18 +6,24 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedDataParallelKwargs
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
 from xstilts.config import RuntimeConfig
+from xstilts.tracking import TRACKERS_DIR
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def get_accelerator(runtime: RuntimeConfig) -> Accelerator:
-    """An Accelerator for this runtime; one process may run experiments of several precisions."""
+def get_accelerator(runtime: RuntimeConfig, tracking_dir: Path | None = None) -> Accelerator:
+    """An Accelerator for this runtime; one process may run experiments of several precisions.
+
+    With ``tracking_dir`` (a phase folder) it carries the trackers of ``runtime.log_with``,
+    writing their files under that folder (xstilts/tracking.py opens and closes them).
+    """
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision") not in (None, runtime.mixed_precision):
         # Accelerate refuses to change precision once initialised; tests and the demo run
@@ -25,8 +31,20 @@ def get_accelerator(runtime: RuntimeConfig) -> Accelerator:
         AcceleratorState._reset_state(reset_partial_state=True)
     # Heads of tasks not drawn at a step get no gradient: DDP must allow that.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    tracking: dict[str, Any] = {}
+    if tracking_dir is not None and runtime.log_with:
+        folder = tracking_dir / TRACKERS_DIR
+        tracking = {
+            "log_with": list(runtime.log_with),
+            "project_config": ProjectConfiguration(
+                project_dir=str(tracking_dir), logging_dir=str(folder)
+            ),
+        }
     return Accelerator(
-        mixed_precision=runtime.mixed_precision, cpu=runtime.cpu, kwargs_handlers=[ddp]
+        mixed_precision=runtime.mixed_precision,
+        cpu=runtime.cpu,
+        kwargs_handlers=[ddp],
+        **tracking,
     )
 
 

@@ -116,6 +116,12 @@ class TaskFormat(ABC):
 
     tensor_keys: ClassVar[tuple[str, ...]] = ("labels",)
 
+    def shared_features(self, spec: TaskSpec, features: datasets.Dataset) -> np.ndarray | None:
+        """Indices of evaluation features that every language of the task may hold
+        alike (a candidate pool searched from each language): the evaluator runs them
+        once and reuses their outputs while the same tokens come again. None: none."""
+        return None
+
     # -- model ------------------------------------------------------------------
     @abstractmethod
     def build_head(self, spec: TaskSpec, encoder: PreTrainedModel) -> nn.Module:

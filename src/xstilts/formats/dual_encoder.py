@@ -37,7 +37,9 @@ encoder here is built without its pretrained pooler, so that layer is part of th
 format's head and starts from a fresh initialisation. ``first`` takes the first token's
 state as it is; ``mean`` averages the states under the attention mask.
 
-Evaluation: every query and every candidate of a split is embedded; each query's
+Evaluation: every query and every candidate of a split is embedded (the candidate
+pool once per run when every language brings the same one, as LAReQA's 11-language
+pool and Mewsli-X's entity set: ``shared_features``, cached by the evaluator); each query's
 ``top_k`` (20) nearest candidates by inner product (``retrieval.search``) are its
 prediction; the split is scored with the task's metric (mAP@20) against ``relevant``.
 A split of pairs is evaluated the same way, its pool being the pairs' candidates
@@ -311,6 +313,14 @@ class DualEncoder(TaskFormat):
         """``size`` queries (or pairs) with the candidates relevant to them, and others."""
         is_query = [side != "candidate" for side in examples["side"]]
         return subsample_search(examples, size, seed, is_query, examples["relevant"])
+
+    def shared_features(self, spec: TaskSpec, features: datasets.Dataset) -> np.ndarray | None:
+        """The candidate features: LAReQA and Mewsli-X search one pool from every
+        language, so the evaluator embeds it once (it checks that the tokens match)."""
+        if "role" not in features.column_names:
+            return None
+        roles = np.asarray(features["role"])
+        return np.flatnonzero(roles == CANDIDATE)
 
     # -- predictions ------------------------------------------------------------------
     def predict(

@@ -1,4 +1,9 @@
-"""Multiple choice: each option is encoded with the context and gets one score."""
+"""Multiple choice: each option is encoded with the context and gets one score.
+
+The first segment is the context (followed by the question, when there is one);
+the second is the option, after ``choice_prefix`` when the task has one (HellaSwag's
+``ctx_b``, the start of the sentence every ending completes, as jiant encodes it).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +34,9 @@ from xstilts.tasks.spec import TaskSpec
 
 class MultipleChoice(TaskFormat):
     name = "multiple_choice"
-    fields = FieldSpec(required=("context", "choices"), optional=("question", "label"))
+    fields = FieldSpec(
+        required=("context", "choices"), optional=("question", "choice_prefix", "label")
+    )
     prediction_suffix = "jsonl"
 
     def check_row(self, spec: TaskSpec) -> RowCheck:
@@ -56,15 +63,17 @@ class MultipleChoice(TaskFormat):
         max_length: int,
         training: bool = False,
     ) -> dict[str, list[Any]]:
-        questions = batch.get("question") or [None] * len(batch["context"])
+        count = len(batch["context"])
+        questions = batch.get("question") or [None] * count
+        prefixes = batch.get("choice_prefix") or [None] * count
         firsts: list[str] = []
         seconds: list[str] = []
-        for context, question, choices in zip(
-            batch["context"], questions, batch["choices"], strict=True
+        for context, question, prefix, choices in zip(
+            batch["context"], questions, prefixes, batch["choices"], strict=True
         ):
             first = f"{context} {question}" if question else context
             firsts.extend([first] * len(choices))
-            seconds.extend(choices)
+            seconds.extend(f"{prefix} {choice}" if prefix else choice for choice in choices)
         encoded = tokenizer(
             firsts, seconds, truncation=True, max_length=max_length, return_attention_mask=False
         )

@@ -1,10 +1,25 @@
 """Zero-shot sentence retrieval from the encoder (Tatoeba, BUCC 2018).
 
-Sentences are embedded as the mean, under the attention mask, of one hidden
-layer (layer 14 of 24 by default, counting the embedding output as 0; scaled to
-the depth of other encoders), L2-normalised, and matched by cosine similarity.
+Sentences are embedded from one hidden layer (option ``layer``; default 14 of
+24, counting the embedding output as 0, scaled to the depth of other encoders),
+pooled (option ``pooling``), L2-normalised, and matched by cosine similarity.
 Examples are sentences with a side (source or target), an id and, for sources,
 the id of their gold target. The predictions of a split are one object.
+
+Pooling and layer, as the paper (jiant X-STILTs) and as XTREME's scripts:
+
+- ``pooling: mean`` (default): the mean of the layer's states under the attention
+  mask, special tokens included. jiant's X-STILTs configs use ``{"pooler_type":
+  "mean", "layer": 14}`` (its ``hidden_states[14]``, the embedding output being 0)
+  for BUCC and Tatoeba alike; XTREME's Tatoeba script for XLM-R is the same (mean
+  pooling, ``--specific_layer 13`` of the last 24 states, i.e. state 14).
+- ``pooling: first``: the state of the first token (``<s>``/``[CLS]``). XTREME's
+  ``run_bucc2018.sh`` passes ``--pool_type cls --specific_layer 7`` and no
+  ``--num_layers`` (default 12) to ``evaluate_retrieval.py``, which keeps the last
+  12 hidden states and takes the 8th: for XLM-R Large (25 states) that is state
+  20, for mBERT state 8. So XTREME's BUCC is ``pooling: first, layer: 20`` for
+  XLM-R Large. (The older ``run_retrieval.py`` ignored ``--pool_type`` for BUCC
+  and mean-pooled that same state 20.)
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from xstilts.errors import XstiltsError
 from xstilts.formats.base import (
     Batch,
     FeatureOutputs,
@@ -38,20 +54,29 @@ from xstilts.tasks.loading import FieldSpec, RowCheck
 from xstilts.tasks.spec import TaskSpec
 
 SIDES = ("source", "target")
-REFERENCE_LAYER, REFERENCE_DEPTH = 14, 24  # XLM-R Large, as in XTREME
+REFERENCE_LAYER, REFERENCE_DEPTH = 14, 24  # XLM-R Large, as jiant X-STILTs
 
 
-class MeanPoolLayer(nn.Module):
-    """No parameters: which hidden layer to pool."""
+POOLINGS = ("mean", "first")
 
-    def __init__(self, layer: int) -> None:
+
+class PoolLayer(nn.Module):
+    """No parameters: which hidden layer to pool, and how (``mean`` or ``first``)."""
+
+    def __init__(self, layer: int, pooling: str = "mean") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.layer = layer
+        self.pooling = pooling
 
     def forward(self, hidden_states: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         states = hidden_states[self.layer].float()
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        if self.pooling == "first":
+            pooled = states[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return nn.functional.normalize(pooled, dim=-1)
 
 
@@ -64,14 +89,32 @@ class Retrieval(TaskFormat):
     default_options: Mapping[str, Any] = {
         "mode": "tatoeba",  # or "bucc"
         "layer": None,
+        "pooling": "mean",  # or "first" (XTREME's BUCC script)
         "k": 4,
         "search_backend": "auto",
     }
+
+    def options(self, spec: TaskSpec) -> dict[str, Any]:
+        options = super().options(spec)
+        if options["pooling"] not in POOLINGS:
+            raise XstiltsError(
+                f"task '{spec.name}': option pooling is {options['pooling']!r}; "
+                f"allowed: {', '.join(POOLINGS)}"
+            )
+        layer = options["layer"]
+        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int)):
+            raise XstiltsError(
+                f"task '{spec.name}': option layer must be a hidden-state index "
+                f"(0 = embedding output) or null, got {layer!r}"
+            )
+        return options
 
     def needs_calibration(self, spec: TaskSpec) -> bool:
         return self.options(spec)["mode"] == "bucc"
 
     def check_row(self, spec: TaskSpec) -> RowCheck:
+        self.options(spec)  # bad options are reported before any data is read
+
         def check(row: dict[str, object]) -> dict[str, object]:
             if row["side"] not in SIDES:
                 raise ValueError(f"side must be 'source' or 'target', got {row['side']!r}")
@@ -101,12 +144,13 @@ class Retrieval(TaskFormat):
 
     def build_head(self, spec: TaskSpec, encoder: PreTrainedModel) -> nn.Module:
         depth = encoder.config.num_hidden_layers
-        layer = self.options(spec)["layer"]
+        options = self.options(spec)
+        layer = options["layer"]
         if layer is None:
             layer = round(REFERENCE_LAYER * depth / REFERENCE_DEPTH)
         if not 0 <= layer <= depth:
             raise ValueError(f"task '{spec.name}': layer {layer} outside 0..{depth}")
-        return MeanPoolLayer(layer)
+        return PoolLayer(layer, options["pooling"])
 
     def subsample(self, examples: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
         """``size`` source sentences with their gold targets (and others, to ``size``)."""

@@ -1,22 +1,40 @@
 """Extractive question answering (SQuAD, XQuAD, MLQA, TyDiQA-GoldP).
 
-Question + context windows (max length 384, stride 128 by default) with offset
+Question + context windows (max length 384, doc_stride 128 by default) with offset
 mappings; answers are decoded by an n-best start/end search over every window
 of a question and always cut from the original context by character offsets.
+
+Each window holds the question (cut after ``max_question_length`` tokens), the
+special tokens and up to ``room = max_length - question tokens - special tokens``
+context tokens; the last window reaches the end of the context. ``doc_stride``
+means one of two things (option ``doc_stride_meaning``):
+
+- ``step`` (the default): the distance between the starts of consecutive windows,
+  as in jiant (the paper's code) and XTREME's SQuAD processor; two windows share
+  ``room - doc_stride`` tokens, so the overlap depends on the question's length.
+  Where ``doc_stride >= room`` the windows do not overlap.
+- ``overlap``: the number of tokens consecutive windows share, the ``stride`` of
+  Hugging Face tokenizers and of the run_qa.py example; ``room`` must exceed it.
+
+Windows are built from one tokenisation of each question and of each distinct
+context (a SQuAD paragraph is shared by several questions), the tokens the
+tokenizer's own overflow would give, without its per-window Python objects.
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from itertools import chain
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -25,6 +43,7 @@ from xstilts.formats.base import Batch, FeatureOutputs, Outputs, TaskFormat, enc
 from xstilts.tasks.loading import FieldSpec, RowCheck
 from xstilts.tasks.spec import TaskSpec
 
+DOC_STRIDE_MEANINGS = ("step", "overlap")
 MISMATCH = "answer_start does not match the answer text"
 PADDING_LOGIT = -1e4
 """Logit given to padding positions when distributions over a window are compared."""
@@ -32,11 +51,13 @@ PADDING_LOGIT = -1e4
 
 class SpanQA(TaskFormat):
     name = "span_qa"
+    version = "3"  # doc_stride became the step between windows (was the overlap)
     fields = FieldSpec(required=("context", "question"), optional=("answers",))
     prediction_suffix = "json"
     tensor_keys = ("start_positions", "end_positions")
     default_options: Mapping[str, Any] = {
         "doc_stride": 128,
+        "doc_stride_meaning": "step",
         "n_best": 20,
         "max_answer_length": 30,
         "version_2": False,
@@ -86,58 +107,36 @@ class SpanQA(TaskFormat):
         max_length: int,
         training: bool = False,
     ) -> dict[str, list[Any]]:
+        """The windows of each question (see the module docstring), in example order."""
         options = self.options(spec)
-        questions, longest = _capped_questions(
-            batch["question"], tokenizer, options["max_question_length"]
-        )
-        room = max_length - longest - tokenizer.num_special_tokens_to_add(pair=True)
-        if room <= options["doc_stride"]:
-            raise XstiltsError(
-                f"task '{spec.name}': max_length {max_length} leaves {room} context tokens "
-                f"beside a question of {longest} tokens; it must exceed doc_stride "
-                f"{options['doc_stride']} (lower doc_stride or max_question_length)"
-            )
-        encoded = tokenizer(
-            questions,
-            batch["context"],
-            truncation="only_second",
-            max_length=max_length,
-            stride=options["doc_stride"],
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-        )
-        windows = encoded.pop("overflow_to_sample_mapping")
-        all_offsets = encoded.pop("offset_mapping")
-        starts, ends, context_starts, context_offsets = [], [], [], []
-        for window, example in enumerate(windows):
-            sequence_ids = encoded.sequence_ids(window)
-            # The context is one contiguous run of tokens with sequence id 1.
-            first = sequence_ids.index(1)
-            last = len(sequence_ids) - 1 - sequence_ids[::-1].index(1)
-            offsets = all_offsets[window]
-            start, end = _answer_tokens(batch["answers"][example], offsets, first, last)
-            starts.append(start)
-            ends.append(end)
-            if training:  # answer decoding is never done on training features
-                continue
-            context_starts.append(first)
-            # (start, end) character offsets of the context tokens, flattened
-            context_offsets.append(
-                np.fromiter(
-                    chain.from_iterable(offsets[first : last + 1]),
-                    dtype=np.int32,
-                    count=2 * (last + 1 - first),
-                )
-            )
-        features = dict(encoded)
-        features.update(
-            start_positions=starts,
-            end_positions=ends,
-            example_index=[indices[example] for example in windows],
-        )
-        if not training:
-            features.update(context_start=context_starts, context_offsets=context_offsets)
+        step_of = _window_step(spec.name, options, max_length)
+        backend = _untruncated(tokenizer, spec.name)
+        template = _PairTemplate.of(backend)
+        questions = _question_ids(backend, batch["question"], options["max_question_length"])
+        contexts = _contexts(backend, batch["context"])
+        with_types = "token_type_ids" in tokenizer.model_input_names
+        keys = ["input_ids", "start_positions", "end_positions", "example_index"]
+        keys += ["token_type_ids"] if with_types else []
+        keys += [] if training else ["context_start", "context_offsets"]
+        features: dict[str, list[Any]] = {key: [] for key in keys}
+        for example, question in enumerate(questions):
+            ids, offsets, array = contexts[example]
+            room = max_length - len(question) - template.n_specials
+            prefix = template.before + question + template.between
+            answer = _answer_chars_and_tokens(batch["answers"][example], offsets)
+            context_start = len(prefix)
+            for first, stop in _windows(len(ids), room, step_of(room, len(question))):
+                features["input_ids"].append(prefix + ids[first:stop] + template.after)
+                start, end = _answer_positions(answer, offsets, first, stop, context_start)
+                features["start_positions"].append(start)
+                features["end_positions"].append(end)
+                features["example_index"].append(indices[example])
+                if with_types:
+                    features["token_type_ids"].append(template.type_ids(question, stop - first))
+                if not training:
+                    features["context_start"].append(context_start)
+                    # (start, end) character offsets of the context tokens, flattened
+                    features["context_offsets"].append(array[first:stop].ravel())
         return features
 
     # -- model ------------------------------------------------------------------------
@@ -215,24 +214,179 @@ class SpanQA(TaskFormat):
         return json.dumps(mapping, ensure_ascii=False, indent=1) + "\n"
 
 
-def _capped_questions(
-    questions: list[str], tokenizer: PreTrainedTokenizerBase, limit: int
-) -> tuple[list[str], int]:
-    """Questions cut after their first ``limit`` tokens (XTREME's max_query_length),
-    and the token count of the longest one after the cut."""
-    questions = [q.lstrip() for q in questions]
-    # The Rust tokenizer directly: counting tokens needs no Python-side conversion. It
-    # keeps the truncation of the last call; transformers sets it again on every call.
+def _window_step(
+    task: str, options: Mapping[str, Any], max_length: int
+) -> Callable[[int, int], int]:
+    """How far each window's start moves past the previous one's, given the room left
+    for context tokens beside a question (and the question's length, for errors)."""
+    stride, meaning = options["doc_stride"], options["doc_stride_meaning"]
+    if meaning not in DOC_STRIDE_MEANINGS:
+        raise XstiltsError(
+            f"task '{task}': option doc_stride_meaning must be one of "
+            f"{', '.join(DOC_STRIDE_MEANINGS)}, got {meaning!r}"
+        )
+    least = 1 if meaning == "step" else 0
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < least:
+        raise XstiltsError(
+            f"task '{task}': option doc_stride must be an integer >= {least} "
+            f"(doc_stride_meaning {meaning}), got {stride!r}"
+        )
+
+    def step(room: int, question_length: int) -> int:
+        if room < 1:
+            raise XstiltsError(
+                f"task '{task}': max_length {max_length} leaves no context tokens beside "
+                f"a question of {question_length} tokens (raise max_length or lower "
+                "max_question_length)"
+            )
+        return min(stride, room)
+
+    def overlap(room: int, question_length: int) -> int:
+        if room <= stride:
+            raise XstiltsError(
+                f"task '{task}': max_length {max_length} leaves {room} context tokens "
+                f"beside a question of {question_length} tokens; it must exceed doc_stride "
+                f"{stride} (doc_stride_meaning overlap; lower doc_stride or "
+                "max_question_length)"
+            )
+        return room - stride
+
+    return step if meaning == "step" else overlap
+
+
+def _windows(length: int, room: int, step: int) -> list[tuple[int, int]]:
+    """(first, stop) context tokens of each window: windows of ``room`` tokens whose
+    starts are ``step`` apart, the last one reaching the end of the context."""
+    if length <= room:
+        return [(0, length)]
+    count = 1 + -(-(length - room) // step)
+    return [(k * step, min(k * step + room, length)) for k in range(count)]
+
+
+def _untruncated(tokenizer: PreTrainedTokenizerBase, task: str) -> Tokenizer:
+    """The Rust tokenizer, set to neither truncate nor pad. It keeps the settings of
+    the last call; transformers sets them again on every call."""
+    if not tokenizer.is_fast:
+        raise XstiltsError(
+            f"task '{task}': span_qa needs a fast tokenizer (offset mappings), "
+            f"got {type(tokenizer).__name__}"
+        )
     backend = tokenizer.backend_tokenizer
     backend.no_truncation()
     backend.no_padding()
-    encodings = backend.encode_batch(questions, add_special_tokens=False)
-    capped = [
-        question if len(enc.offsets) <= limit else question[: enc.offsets[limit - 1][1]]
-        for question, enc in zip(questions, encodings, strict=True)
-    ]
-    longest = max((min(len(enc.offsets), limit) for enc in encodings), default=0)
-    return capped, longest
+    return backend
+
+
+class _PairTemplate(NamedTuple):
+    """The special tokens the tokenizer puts around a (question, context) pair."""
+
+    before: list[int]
+    between: list[int]
+    after: list[int]
+    types: tuple[list[int], int, list[int], int, list[int]]
+
+    @property
+    def n_specials(self) -> int:
+        return len(self.before) + len(self.between) + len(self.after)
+
+    @classmethod
+    def of(cls, backend: Tokenizer) -> _PairTemplate:
+        pair = backend.encode("a", "b", add_special_tokens=True)
+        sequences = pair.sequence_ids
+        question = [i for i, s in enumerate(sequences) if s == 0]
+        context = [i for i, s in enumerate(sequences) if s == 1]
+        parts = (
+            slice(0, question[0]),
+            slice(question[-1] + 1, context[0]),
+            slice(context[-1] + 1, len(sequences)),
+        )
+        ids, types = pair.ids, pair.type_ids
+        before, between, after = (ids[part] for part in parts)
+        type_parts = [types[part] for part in parts]
+        return cls(
+            before,
+            between,
+            after,
+            (type_parts[0], types[question[0]], type_parts[1], types[context[0]], type_parts[2]),
+        )
+
+    def type_ids(self, question: list[int], context_length: int) -> list[int]:
+        before, question_type, between, context_type, after = self.types
+        return (
+            before
+            + [question_type] * len(question)
+            + between
+            + [context_type] * context_length
+            + after
+        )
+
+
+def _question_ids(backend: Tokenizer, questions: list[str], limit: int) -> list[list[int]]:
+    """Token ids of each question (leading whitespace dropped), cut after ``limit``
+    tokens (XTREME's max_query_length truncates the ids the same way)."""
+    encodings = backend.encode_batch([q.lstrip() for q in questions], add_special_tokens=False)
+    return [encoding.ids[:limit] for encoding in encodings]
+
+
+_Context = tuple[list[int], list[tuple[int, int]], np.ndarray]
+"""Token ids, (start, end) character offsets, and those offsets as an (n, 2) array."""
+
+
+def _contexts(backend: Tokenizer, texts: list[str]) -> list[_Context]:
+    """Each example's context tokens; a context shared by several questions (as in
+    SQuAD files) is tokenised once."""
+    slots: dict[str, int] = {}
+    slot_of = [slots.setdefault(text, len(slots)) for text in texts]
+    tokenised = []
+    for encoding in backend.encode_batch(list(slots), add_special_tokens=False):
+        offsets = encoding.offsets
+        array = np.array(offsets, dtype=np.int32).reshape(-1, 2)
+        tokenised.append((encoding.ids, offsets, array))
+    return [tokenised[slot] for slot in slot_of]
+
+
+_Answer = tuple[int, int, int, int]
+"""Start and end character of an answer, the last context token starting at or before
+its start, and the first one ending at or after its end."""
+
+
+def _answer_chars_and_tokens(
+    answers: list[dict[str, Any]], offsets: list[tuple[int, int]]
+) -> _Answer | None:
+    """The first answer, located in the context tokens (found once, not per window)."""
+    if not answers or answers[0]["answer_start"] < 0 or not offsets:
+        return None
+    start_char = answers[0]["answer_start"]
+    end_char = start_char + len(answers[0]["text"])
+    last_start = bisect_right(offsets, start_char, key=itemgetter(0)) - 1
+    first_end = bisect_left(offsets, end_char, key=itemgetter(1))
+    return start_char, end_char, last_start, first_end
+
+
+def _answer_positions(
+    answer: _Answer | None,
+    offsets: list[tuple[int, int]],
+    first: int,
+    stop: int,
+    context_start: int,
+) -> tuple[int, int]:
+    """Start and end positions of the answer in the window that holds the context tokens
+    ``first`` to ``stop`` from position ``context_start`` on, or (0, 0), the CLS
+    position, where the window does not hold all of it.
+
+    As Hugging Face's run_qa scans each window: the last token starting at or before the
+    answer, the first one ending at or after it (offsets never decrease along a context).
+    """
+    if answer is None:
+        return 0, 0
+    start_char, end_char, last_start, first_end = answer
+    if offsets[first][0] > start_char or offsets[stop - 1][1] < end_char:
+        return 0, 0
+    start = min(last_start, stop - 1)
+    # Tokens with equal offsets (a bare "▁" before a character) can put the end before
+    # the start; the answer still lies in the start token.
+    end = max(first_end, first, start)
+    return start - first + context_start, end - first + context_start
 
 
 def _normalise_answers(raw: object) -> list[dict[str, Any]]:
@@ -259,27 +413,6 @@ def _normalise_answers(raw: object) -> list[dict[str, Any]]:
         if answer["text"]:  # XTREME's unlabelled files hold {"text": "", "answer_start": 0}
             answers.append({"text": answer["text"], "answer_start": start})
     return answers
-
-
-def _answer_tokens(
-    answers: list[dict[str, Any]], offsets: list[tuple[int, int]], first: int, last: int
-) -> tuple[int, int]:
-    """Token span of the first answer in this window, or (0, 0): the CLS position."""
-    if not answers or answers[0]["answer_start"] < 0:
-        return 0, 0
-    start_char = answers[0]["answer_start"]
-    end_char = start_char + len(answers[0]["text"])
-    if offsets[first][0] > start_char or offsets[last][1] < end_char:
-        return 0, 0
-    start = first
-    while start <= last and offsets[start][0] <= start_char:
-        start += 1
-    end = last
-    while end >= first and offsets[end][1] >= end_char:
-        end -= 1
-    # Tokens with equal offsets (a bare "▁" before a character) can put the end scan
-    # before the start; the answer still lies in the start token.
-    return start - 1, max(end + 1, start - 1)
 
 
 def _best_span(

@@ -10,7 +10,7 @@ from xstilts.metrics.classification import accuracy
 from xstilts.metrics.mlqa import mlqa_scores
 from xstilts.metrics.retrieval import bucc_f1, mean_average_precision_at_k, tatoeba_accuracy
 from xstilts.metrics.squad import squad_scores, squad_v2_scores
-from xstilts.metrics.tagging import seqeval_scores
+from xstilts.metrics.tagging import seqeval_scores, token_accuracy
 
 ScoreFn = Callable[..., dict[str, float]]
 """``score(predictions, references)``, plus ``language=`` when the metric needs it."""
@@ -50,6 +50,8 @@ METRICS: dict[str, Metric] = {
     "squad_v2": Metric("squad_v2", squad_v2_scores, "f1"),
     "mlqa": Metric("mlqa", mlqa_scores, "f1", needs_language=True),
     "seqeval": Metric("seqeval", seqeval_scores, "f1"),
+    # CCG supertags are not chunks: jiant scores CCG by token accuracy.
+    "token_accuracy": Metric("token_accuracy", token_accuracy, "token_accuracy"),
     "bucc_f1": Metric("bucc_f1", bucc_f1, "f1"),
     "tatoeba_accuracy": Metric("tatoeba_accuracy", tatoeba_accuracy, "accuracy"),
     "map@20": Metric("map@20", mean_average_precision_at_k, "map@20"),

@@ -17,7 +17,13 @@ from xstilts.modeling.encoders import (
     weights_fingerprint,
 )
 from xstilts.modeling.multitask import MultiTaskModel
-from xstilts.modeling.saving import HEADS_FILE, load_heads, load_trained_model, save_model
+from xstilts.modeling.saving import (
+    HEADS_FILE,
+    load_head_as,
+    load_heads,
+    load_trained_model,
+    save_model,
+)
 
 __all__ = [
     "ENCODER_DIR",
@@ -30,6 +36,7 @@ __all__ = [
     "attach_adapters",
     "build_encoder",
     "freeze",
+    "load_head_as",
     "load_heads",
     "load_tokenizer",
     "load_trained_model",

@@ -82,6 +82,24 @@ def load_heads(model: MultiTaskModel, source: Path) -> None:
         raise XstiltsError(f"{source / HEADS_FILE}: no weights for {', '.join(missing)}")
 
 
+def load_head_as(model: MultiTaskModel, source: Path, saved: str, head: str) -> None:
+    """Start ``model``'s head ``head`` from the head saved as ``saved`` in ``source`` (a
+    stage handing its head on, as XTREME starts COPA from the SIQA model)."""
+    with reading_back(source / HEADS_FILE):
+        state = load_file(str(source / HEADS_FILE))
+    prefix = f"{saved}."
+    weights = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+    if not weights:
+        raise XstiltsError(f"{source / HEADS_FILE}: no head '{saved}' to start '{head}' from")
+    try:
+        model.heads[head].load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise XstiltsError(
+            f"{source / HEADS_FILE}: head '{saved}' does not fit head '{head}' ({first})"
+        ) from None
+
+
 def _export_adapters(model: MultiTaskModel, folder: Path) -> None:
     """Each trained adapter (and fusion layer) in the adapters library's own layout."""
     setup = model.adapters

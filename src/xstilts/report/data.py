@@ -141,7 +141,9 @@ class GridScores:
 
     @property
     def varies_size(self) -> bool:
-        return any(o.examples is not None for o in self.options)
+        """Whether some series of options differs only in the intermediate training size
+        (a learning curve needs two points; a cap every option shares draws none)."""
+        return any(len({_size(o) for o in members}) > 1 for members in self.series().values())
 
 
 def _size(option: Option) -> float:

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from xstilts.retrieval.search import (
+    DEFAULT_BLOCK_SIZE,
     Array,
     Backend,
     RetrievalInputError,
@@ -138,7 +139,7 @@ def margin_candidates(
     *,
     margin: Margin = "ratio",
     backend: Backend = "auto",
-    block_size: int = 4096,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> MarginCandidates:
     """k-NN in both directions and the margin score of every (query, neighbour) pair.
 
@@ -195,7 +196,7 @@ def mine_candidates(
     margin: Margin = "ratio",
     retrieval: Retrieval = "max",
     min_score: float | None = 0.0,
-    block_size: int = 4096,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> list[Candidate]:
     """Mine candidate translation pairs, as LASER's ``mine_bitexts.py --mode mine``.
 

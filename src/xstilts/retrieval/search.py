@@ -8,13 +8,26 @@ exact search:
     ``faiss.IndexFlatIP`` (brute force, exact), used when the optional
     ``faiss-cpu`` / ``faiss-gpu`` package is importable. faiss is never required.
 ``"torch"``
-    A blocked search: queries are cut into blocks of ``block_size`` rows, keys
-    into blocks of ``block_size`` rows, and each query block keeps a running
-    top-k that is merged with the top-k of every key block. Only one
-    ``block_size x block_size`` score matrix exists at a time, so memory is
+    A blocked search: queries are cut into blocks of ``block_size`` rows and
+    keys into blocks of ``block_size`` rows; each block pair's score matrix is
+    written into one preallocated buffer, and each query keeps a running top-k
+    merged with the top-k of every key block. Only one ``block_size x
+    block_size`` score matrix exists at a time, so memory is
     ``O(block_size**2 + n*k)`` and a 100,000 x 100,000 similarity matrix is
     never built. The torch path runs on the device of ``queries`` when it is a
     tensor (CPU for numpy input).
+
+    Selection: ``torch.topk`` over a whole score matrix costs more than the
+    matrix product, so it is avoided. Each row's columns are cut into chunks of
+    ``CHUNK`` (128); one vectorised ``amax`` gives every chunk's maximum. A row
+    whose list is full and whose best score in the key block is not above its
+    current k-th score cannot change (the block's keys also lose ties, having
+    higher indices) and is skipped; the other rows search only their ``k`` best
+    chunks (by maximum), where their best ``k`` keys of the block always lie
+    (see ``_chunked_topk``). After a few key blocks most rows are skipped. The
+    result is the same exact top-k as a full ``torch.topk``; the default block
+    (2048, a 16 MiB score matrix) keeps the scores in cache between the product
+    and the selection.
 
 Tie-breaking
     torch: exact and deterministic. Neighbours are ordered by score (highest
@@ -44,7 +57,13 @@ from xstilts.errors import XstiltsError
 Backend = Literal["auto", "faiss", "torch"]
 Array = torch.Tensor | np.ndarray
 
+DEFAULT_BLOCK_SIZE = 2048
+"""Rows per query block and per key block of the torch path (a 16 MiB score matrix)."""
+CHUNK = 128
+"""Key columns per chunk of the top-k selection (see the module docstring)."""
+
 __all__ = [
+    "DEFAULT_BLOCK_SIZE",
     "RetrievalInputError",
     "faiss_available",
     "l2_normalize",
@@ -155,7 +174,7 @@ def nearest_neighbors(
     k: int,
     *,
     backend: Backend = "auto",
-    block_size: int = 4096,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` keys with the highest inner product for every query.
 
@@ -268,11 +287,93 @@ def _merge(
     return scores.gather(1, order), indices.gather(1, order)
 
 
+def _chunk_maxima(sim: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``[rows, chunks]``: each row's largest score in every ``chunk`` columns (the
+    last chunk may be shorter)."""
+    rows, width = sim.shape
+    whole = width - width % chunk
+    parts = []
+    if whole:
+        parts.append(sim[:, :whole].reshape(rows, whole // chunk, chunk).amax(dim=2))
+    if whole < width:
+        parts.append(sim[:, whole:].amax(dim=1, keepdim=True))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _chunked_topk(
+    sim: torch.Tensor, rows: torch.Tensor | None, maxima: torch.Tensor, k: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_block_topk`` of the given ``rows`` of ``sim`` (all if None), searching only
+    each row's ``k`` best chunks (``maxima`` are those rows' chunk maxima).
+
+    Exact, ties included: a key outside the chosen chunks is outranked by the first
+    maximum of each of the ``k`` chosen ones (a higher score, or an equal score at
+    a lower column), and the chosen chunks are searched in column order.
+    """
+    width = sim.shape[1]
+    kept = min(k, maxima.shape[1])
+    if kept * chunk >= width or width % chunk:  # no saving, or a short last chunk
+        return _block_topk(sim if rows is None else sim.index_select(0, rows), k)
+    _, chosen = _block_topk(maxima, kept)
+    chosen = torch.sort(chosen, dim=1).values  # column order: ties keep the lower column
+    chunks = sim.view(sim.shape[0], width // chunk, chunk)
+    if rows is None:
+        rows = torch.arange(sim.shape[0], device=sim.device)
+    picked = chunks[rows.unsqueeze(1), chosen].reshape(len(rows), kept * chunk)
+    values, positions = _block_topk(picked, k)
+    return values, chosen.gather(1, positions // chunk) * chunk + positions % chunk
+
+
+class _RunningTopK:
+    """The best ``k`` keys seen so far by each query of a block, updated block by block.
+
+    Keys arrive in increasing index order, so a key equal to a row's k-th score
+    loses the tie: a key block can only change the rows whose best score in it is
+    strictly above their k-th (every row, while the lists are shorter than k).
+    """
+
+    def __init__(self, rows: int, k: int, device: torch.device) -> None:
+        self.k = k
+        self.scores = torch.empty((rows, 0), dtype=torch.float32, device=device)
+        self.indices = torch.empty((rows, 0), dtype=torch.int64, device=device)
+
+    def update(self, sim: torch.Tensor, offset: int, chunk: int) -> None:
+        """Merge the keys of score matrix ``sim`` (key ``offset + j`` in column ``j``)."""
+        kk = min(self.k, sim.shape[1])
+        maxima = _chunk_maxima(sim, chunk)
+        rows = None
+        if self.scores.shape[1] == self.k:
+            rows = (maxima.amax(dim=1) > self.scores[:, -1]).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                return
+            if rows.numel() == sim.shape[0]:
+                rows = None
+            else:
+                maxima = maxima.index_select(0, rows)
+        values, cols = _chunked_topk(sim, rows, maxima, kk, chunk)
+        cols += offset
+        if rows is None:
+            self.scores, self.indices = _merge(
+                torch.cat([self.scores, values], dim=1),
+                torch.cat([self.indices, cols], dim=1),
+                self.k,
+            )
+            return
+        scores, indices = _merge(
+            torch.cat([self.scores[rows], values], dim=1),
+            torch.cat([self.indices[rows], cols], dim=1),
+            self.k,
+        )
+        self.scores[rows] = scores
+        self.indices[rows] = indices
+
+
 def _torch_search(
     queries: torch.Tensor, keys: torch.Tensor, k: int, block_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     n, m = queries.shape[0], keys.shape[0]
     device = queries.device
+    chunk = min(CHUNK, block_size)
     out_scores = torch.empty((n, k), dtype=torch.float32, device=device)
     out_indices = torch.empty((n, k), dtype=torch.int64, device=device)
     buffer = torch.empty(
@@ -281,14 +382,9 @@ def _torch_search(
     with torch.inference_mode():
         for q0 in range(0, n, block_size):
             q_block = queries[q0 : q0 + block_size]
-            best_s = torch.empty((q_block.shape[0], 0), dtype=torch.float32, device=device)
-            best_i = torch.empty((q_block.shape[0], 0), dtype=torch.int64, device=device)
+            best = _RunningTopK(q_block.shape[0], k, device)
             for k0 in range(0, m, block_size):
-                sim = _block_scores(q_block, keys[k0 : k0 + block_size], buffer)
-                s, cols = _block_topk(sim, min(k, sim.shape[1]))
-                best_s, best_i = _merge(
-                    torch.cat([best_s, s], dim=1), torch.cat([best_i, cols + k0], dim=1), k
-                )
-            out_scores[q0 : q0 + block_size] = best_s
-            out_indices[q0 : q0 + block_size] = best_i
+                best.update(_block_scores(q_block, keys[k0 : k0 + block_size], buffer), k0, chunk)
+            out_scores[q0 : q0 + block_size] = best.scores
+            out_indices[q0 : q0 + block_size] = best.indices
     return out_scores, out_indices

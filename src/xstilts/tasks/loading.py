@@ -153,7 +153,9 @@ def _read_source(
 
 def _hub_rows(source: DataSource, where: str) -> tuple[Iterator[tuple[str, Row]], str]:
     try:
-        table = datasets.load_dataset(source.hub, source.config, split=source.split)
+        table = datasets.load_dataset(
+            source.hub, source.config, split=source.split, revision=source.revision
+        )
     except Exception as err:  # the hub client raises many types; all mean "not available"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise XstiltsError(

@@ -33,7 +33,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             }
             for task in ("xquad", "mlqa", "tydiqa")
         },
-        # scripts/train_xcopa.sh (after SIQA)
+        # scripts/train_xcopa.sh: SIQA, then COPA, with the same settings
+        "siqa": {"epochs": 5, "max_length": 128, "learning_rate": 3e-5},
         "xcopa": {"epochs": 5, "max_length": 128, "learning_rate": 3e-5},
         # scripts/train_lareqa.sh
         "lareqa": {"learning_rate": 2e-5, "warmup_steps": 0},

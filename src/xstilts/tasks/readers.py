@@ -54,6 +54,25 @@ def read_jsonl(path: Path, **_: object) -> Iterator[tuple[int, Row]]:
             yield line_no, row
 
 
+def read_jsonl_with_labels(
+    path: Path, companions: dict[str, Path] | None = None, **_: object
+) -> Iterator[tuple[int, Row]]:
+    """JSON lines whose gold labels sit in a separate file, one per line in the same
+    order (the ``labels`` companion), as the Social IQa and aNLI releases ship them
+    (``train.jsonl`` + ``train-labels.lst``); the label becomes the row's ``label``."""
+    labels_path = _companion(path, companions, "labels")
+    labels = [line.strip() for line in _lines(labels_path) if line.strip()]
+    rows = list(read_jsonl(path))
+    if len(labels) != len(rows):
+        raise XstiltsError(
+            f"{labels_path} holds {len(labels)} labels but {path} has {len(rows)} rows; "
+            "expected one label per row, in the same order"
+        )
+    for (line_no, row), label in zip(rows, labels, strict=True):
+        row["label"] = label
+        yield line_no, row
+
+
 def read_json(path: Path, **_: object) -> Iterator[tuple[int, Row]]:
     """A JSON array of objects, or an object whose ``data`` key holds one."""
     try:
@@ -338,6 +357,7 @@ def _companion(path: Path, companions: dict[str, Path] | None, role: str) -> Pat
 
 READERS.update(
     {
+        "jsonl_labels": read_jsonl_with_labels,
         "squad": read_squad,
         "conll": read_conll,
         "conllu": read_conllu,

@@ -12,6 +12,7 @@ SplitName = Literal["train", "validation", "test"]
 SourceMode = Literal["hub", "local"]
 FileFormat = Literal[
     "jsonl",
+    "jsonl_labels",
     "json",
     "tsv",
     "csv",
@@ -49,6 +50,11 @@ class DataSource(BaseModel):
     hub: str | None = Field(None, description="Dataset id on the Hugging Face hub.")
     config: str | None = Field(None, description="Hub dataset configuration name.")
     split: str | None = Field(None, description="Hub split name.")
+    revision: str | None = Field(
+        None,
+        description="Hub branch, tag or commit; 'refs/convert/parquet' reads the hub's "
+        "parquet copy of a dataset whose main branch is a loading script.",
+    )
     path: list[str] | None = Field(
         None, description="Local file; several candidates are tried in order."
     )
@@ -112,7 +118,8 @@ class DataSource(BaseModel):
     def describe(self) -> str:
         if self.hub is not None:
             parts = [self.hub, self.config, self.split]
-            return "hub:" + "/".join(p for p in parts if p)
+            at = f"@{self.revision}" if self.revision else ""
+            return "hub:" + "/".join(p for p in parts if p) + at
         assert self.path is not None
         return " or ".join(self.path)
 

@@ -68,9 +68,10 @@ class MicroBatch:
     generator: torch.Generator
 
 
-Terms = dict[str, float]
-"""What a step reports, per micro-batch and unscaled: ``loss`` (the task loss) and the
-method's terms (``adversarial_loss``, ``regulariser``, ``proximal``,
+Terms = dict[str, torch.Tensor]
+"""What a step reports, per micro-batch and unscaled, as detached device scalars (the
+loop reads them once per logging interval, not once per step): ``loss`` (the task
+loss) and the method's terms (``adversarial_loss``, ``regulariser``, ``proximal``,
 ``perturbation_norm``)."""
 
 
@@ -139,10 +140,11 @@ class EmbeddingPerturbation:
             self._leaf(delta * mask) for delta, mask in zip(deltas, self.masks, strict=True)
         ]
 
-    def mean_norm(self) -> float:
-        """Mean L2 norm of a row's perturbation, over the rows of every call."""
+    def mean_norm(self) -> torch.Tensor:
+        """Mean L2 norm of a row's perturbation, over the rows of every call (a device
+        scalar: the loop reads it with the other terms)."""
         norms = [row_norm(delta.detach().float(), "l2").flatten() for delta in self.deltas]
-        return float(torch.cat(norms).mean()) if norms else 0.0
+        return torch.cat(norms).mean() if norms else torch.zeros(())
 
 
 def row_norm(tensor: torch.Tensor, norm: str) -> torch.Tensor:
@@ -208,7 +210,7 @@ class Objective:
     def step(self, micro: MicroBatch) -> Terms:
         loss = micro.loss(micro.forward())
         micro.backward(loss * micro.scale)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def attach(self, model: nn.Module) -> None:
         """Called once before training starts, with the (unwrapped) model."""
@@ -238,8 +240,12 @@ class FGM(Objective):
             seam.new_pass()
             adversarial = micro.loss(micro.forward())
             micro.backward(adversarial * micro.scale)
-            terms = {"adversarial_loss": adversarial.item(), "perturbation_norm": seam.mean_norm()}
-        return {"loss": loss.item(), **terms}
+            norm = seam.mean_norm()
+        return {
+            "loss": loss.detach(),
+            "adversarial_loss": adversarial.detach(),
+            "perturbation_norm": norm,
+        }
 
 
 class PGD(Objective):
@@ -274,7 +280,7 @@ class PGD(Objective):
             # Madry et al.: the loss at the final perturbation only
             micro.backward(adversarial * micro.scale)
             norm = seam.mean_norm()
-        return {"loss": adversarial.item(), "perturbation_norm": norm}
+        return {"loss": adversarial.detach(), "perturbation_norm": norm}
 
 
 class FreeLB(Objective):
@@ -295,13 +301,13 @@ class FreeLB(Objective):
             real = (mask.flatten(start_dim=1).sum(dim=1) * shape[-1]).clamp(min=1)
             return noise * (self.init_magnitude / real.sqrt()).view(-1, 1, 1)
 
-        total = 0.0
+        total = torch.zeros(())
         with micro.seam.active(random_start, track_grad=True) as seam:
             for step in range(self.steps):
                 seam.new_pass()
                 loss = micro.loss(micro.forward()) / self.steps
                 micro.backward(loss * micro.scale)  # parameter gradients accumulate
-                total += loss.item()
+                total = total + loss.detach()
                 if step == self.steps - 1:
                     break
                 updated = []
@@ -349,13 +355,13 @@ class SMART(Objective):
         # Each direction's KL trains only its first argument, as in the reference code.
         regulariser = kl(perturbed, _detached(clean_dist)) + kl(clean_dist, _detached(perturbed))
         total = loss + self.weight * regulariser
-        terms = {"regulariser": regulariser.item(), "perturbation_norm": norm}
+        terms = {"regulariser": regulariser.detach(), "perturbation_norm": norm}
         if self.mu > 0:
             proximal = self._proximal(micro, clean_dist)
             total = total + self.mu * proximal
-            terms["proximal"] = proximal.item()
+            terms["proximal"] = proximal.detach()
         micro.backward(total * micro.scale)
-        return {"loss": loss.item(), **terms}
+        return {"loss": loss.detach(), **terms}
 
     def _proximal(self, micro: MicroBatch, clean_dist: list[torch.Tensor]) -> torch.Tensor:
         """Bregman proximal point term: symmetric KL to the momentum teacher's outputs."""
@@ -406,8 +412,8 @@ class R3F(Objective):
             norm = seam.mean_norm()
         regulariser = symmetric_kl(micro.distributions(clean), micro.distributions(noisy))
         micro.backward((loss + self.weight * regulariser) * micro.scale)
-        terms = {"regulariser": regulariser.item(), "perturbation_norm": norm}
-        return {"loss": loss.item(), **terms}
+        terms = {"regulariser": regulariser.detach(), "perturbation_norm": norm}
+        return {"loss": loss.detach(), **terms}
 
 
 def make_objective(config: AdversarialConfig | None) -> Objective:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 
 from xstilts.config import TrainingConfig
 from xstilts.errors import XstiltsError
+from xstilts.features import feature_lengths
 from xstilts.formats import TaskFormat
 from xstilts.inference import run_inference
 from xstilts.io import atomic_write_json
@@ -30,6 +32,7 @@ from xstilts.metrics import get_metric
 from xstilts.modeling import MultiTaskModel, save_model
 from xstilts.progress import progress_bar
 from xstilts.tasks.spec import TaskSpec
+from xstilts.tracking import training_values, validation_values
 from xstilts.train.adversarial import (
     EmbeddingPerturbation,
     MicroBatch,
@@ -110,8 +113,10 @@ def train_phase(
     seed: int,
     tokenizer: PreTrainedTokenizerBase,
     accelerator: Accelerator,
+    compile_encoder: bool = False,
 ) -> dict[str, Any]:
-    """Train, keep the best model (by English validation) in ``phase_dir/best``."""
+    """Train, keep the best model (by English validation) in ``phase_dir/best``.
+    ``compile_encoder``: run the encoder through torch.compile (``runtime.compile``)."""
     set_seed(seed)
     streams = [
         BatchStream(
@@ -120,6 +125,7 @@ def train_phase(
             [seed, index],
             rank=accelerator.process_index,
             world_size=accelerator.num_processes,
+            lengths=feature_lengths(task.train_features) if config.group_by_length else None,
         )
         for index, task in enumerate(tasks)
     ]
@@ -130,16 +136,23 @@ def train_phase(
     eval_every = config.eval_every_steps or steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or eval_every
 
-    optimizer = torch.optim.AdamW(
+    # The fused kernel is one pass over all parameters (several times faster than the
+    # default, on a CPU too) and can skip a step on the device (found_inf).
+    raw_optimizer = torch.optim.AdamW(
         _parameter_groups(model, config.weight_decay),
         lr=config.learning_rate,
         eps=config.adam_epsilon,
+        fused=_fused_supported(accelerator.device) or None,
     )
     warmup = config.warmup_steps
     if warmup is None:
         warmup = int(config.warmup_fraction * total_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, min(warmup, total_steps), total_steps)
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = get_linear_schedule_with_warmup(
+        raw_optimizer, min(warmup, total_steps), total_steps
+    )
+    if compile_encoder:
+        model.encoder.compile(dynamic=True)
+    wrapped, optimizer = accelerator.prepare(model, raw_optimizer)
     seam = EmbeddingPerturbation(model.encoder.get_input_embeddings(), _not_perturbed(tokenizer))
     for task in tasks:
         task.objective.attach(model)
@@ -172,11 +185,14 @@ def train_phase(
         disable=not accelerator.is_main_process,
     )
     log_every = max(1, total_steps // 20)
+    # Step terms stay on the device until read, once per logging interval, validation
+    # or checkpoint (_StepGuard explains how non-finite steps are handled without sync).
+    guard = _StepGuard(config.nonfinite_loss, raw_optimizer, accelerator, tasks)
     while state.step < total_steps and not state.stopped_early:
         task_index = sampler.task_for_step(state.step)
         task = tasks[task_index]
         wrapped.train()
-        terms: dict[str, float] = {}
+        terms: dict[str, torch.Tensor] = {}
         accumulation = task.accumulation
         for micro in range(accumulation):
             indices = streams[task_index].next_indices()
@@ -190,28 +206,28 @@ def train_phase(
             with sync, accelerator.autocast():
                 for key, value in task.objective.step(micro_batch).items():
                     terms[key] = terms.get(key, 0.0) + value / accumulation
-        step_loss = terms["loss"]
         norm = None
-        if config.max_grad_norm is not None and math.isfinite(step_loss):
-            norm = float(accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm))
-        problem = _nonfinite(step_loss, norm)
-        if problem is None:
+        if config.max_grad_norm is not None:
+            norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+        if guard.step_allowed(terms["loss"], norm):
             optimizer.step()
             for each in tasks:
                 each.objective.after_optimizer_step(model)
-        else:
-            _on_nonfinite(problem, state.step + 1, task.spec.name, config.nonfinite_loss)
-            state.skipped_steps.append(state.step + 1)
-            terms = {key: 0.0 for key in terms}  # a skipped step adds nothing to the log
-            step_loss = 0.0
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.streams = [s.position for s in streams]
-        for key, value in terms.items():
-            state.running_terms[key] = state.running_terms.get(key, 0.0) + value
+        guard.pending.append(_PendingStep(state.step, task.spec.name, terms, norm))
         progress.update(1)
-        progress.set_postfix(loss=f"{step_loss:.4f}", task=task.spec.name)
+        finished = state.step == total_steps
+        if (
+            state.step % log_every == 0
+            or state.step % eval_every == 0
+            or state.step % checkpoint_every == 0
+            or finished
+        ):
+            last_loss = guard.flush(state)
+            progress.set_postfix(loss=f"{last_loss:.4f}", task=task.spec.name)
         if state.step % log_every == 0:
             means = {key: value / log_every for key, value in state.running_terms.items()}
             state.loss_log.append({"step": state.step, **means})
@@ -224,9 +240,9 @@ def train_phase(
                 scheduler.get_last_lr()[0],
                 extra,
             )
+            accelerator.log(training_values(means, scheduler.get_last_lr()[0]), step=state.step)
             state.running_terms = {}
 
-        finished = state.step == total_steps
         if state.step % eval_every == 0 or finished:
             _validate_and_track(model, tasks, config, state, phase_dir, tokenizer, accelerator)
         if state.step % checkpoint_every == 0 or finished or state.stopped_early:
@@ -306,6 +322,7 @@ def _validate_and_track(
     improved = state.best_score is None or score > state.best_score
     state.history.append({"step": state.step, "score": score, "tasks": per_task})
     log.info("step %d: validation score %.4f%s", state.step, score, " (best)" if improved else "")
+    accelerator.log(validation_values(score, per_task), step=state.step)
     if improved:
         state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
         if accelerator.is_main_process:
@@ -344,6 +361,99 @@ def _micro_batch(
 def _not_perturbed(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Padding and special tokens keep their embeddings; the unknown token is text."""
     return [i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id]
+
+
+@dataclass
+class _PendingStep:
+    """A finished step whose terms (device scalars) are not read yet."""
+
+    step: int
+    task: str
+    terms: dict[str, torch.Tensor]
+    grad_norm: torch.Tensor | None
+
+
+class _StepGuard:
+    """Non-finite steps without a host sync per step.
+
+    A step's loss and gradient norm stay on the device; ``flush`` reads the pending
+    steps at once and acts on them in order, as if read one by one. Policy ``error``
+    needs nothing more: the run stops at the next read, which comes before any
+    validation or checkpoint, so no model trained on a bad step is ever kept. Policy
+    ``skip`` must keep a bad step from updating the model before it is read: the fused
+    AdamW kernel does that on the device (its ``found_inf`` input leaves parameters,
+    moments and step counts unchanged, as for AMP's gradient scaler). Where it cannot
+    (no fused kernel, fp16's own gradient scaler, or an objective that updates state
+    after each step, like SMART's teacher) the guard reads one flag per step instead.
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        optimizer: torch.optim.Optimizer,
+        accelerator: Accelerator,
+        tasks: list[TrainTask],
+    ) -> None:
+        self.policy = policy
+        self.optimizer = optimizer
+        self.pending: list[_PendingStep] = []
+        fused = bool(optimizer.defaults.get("fused"))
+        stateful = any(
+            type(t.objective).after_optimizer_step is not Objective.after_optimizer_step
+            for t in tasks
+        )
+        self.on_device = fused and accelerator.scaler is None and not stateful
+
+    def step_allowed(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
+        """Whether to call the optimizer (which may still skip on the device)."""
+        if self.policy == "error":
+            return True
+        finite = torch.isfinite(torch.as_tensor(loss))
+        if grad_norm is not None:
+            finite = finite & torch.isfinite(grad_norm)
+        if self.on_device:
+            self.optimizer.found_inf = (~finite).float()  # type: ignore[attr-defined]
+            return True
+        return bool(finite)
+
+    def flush(self, state: LoopState) -> float:
+        """Read the pending steps: stop on (policy ``error``) or log and zero (``skip``)
+        the non-finite ones, add the others to the running sums. Returns the last
+        step's loss."""
+        values = _to_floats(
+            [v for p in self.pending for v in (*p.terms.values(), p.grad_norm) if v is not None]
+        )
+        loss = 0.0
+        for pending in self.pending:
+            terms = {key: next(values) for key in pending.terms}
+            norm = next(values) if pending.grad_norm is not None else None
+            loss = terms["loss"]
+            problem = _nonfinite(loss, norm)
+            if problem is not None:
+                _on_nonfinite(problem, pending.step, pending.task, self.policy)
+                state.skipped_steps.append(pending.step)
+                terms = {key: 0.0 for key in terms}  # a skipped step adds nothing to the log
+                loss = 0.0
+            for key, value in terms.items():
+                state.running_terms[key] = state.running_terms.get(key, 0.0) + value
+        self.pending = []
+        return loss
+
+
+def _to_floats(values: list[torch.Tensor | float]) -> Iterator[float]:
+    """Python floats of device scalars, read in one transfer."""
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    read: Iterator[float] = iter([])
+    if tensors:
+        device = tensors[0].device  # a term made without the model may sit on the CPU
+        read = iter(torch.stack([t.detach().float().to(device) for t in tensors]).tolist())
+    return iter([next(read) if isinstance(v, torch.Tensor) else float(v) for v in values])
+
+
+def _fused_supported(device: torch.device) -> bool:
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return device.type in _get_fused_kernels_supported_devices()
 
 
 def _nonfinite(loss: float, grad_norm: float | None) -> str | None:
