@@ -17,6 +17,7 @@ import torch
 from tests.configs import set_keys
 from xstilts.config import ExperimentConfig, ModelConfig, TinyModelConfig, parse_config
 from xstilts.demo.smoke import write_demo_data
+from xstilts.experiment import pipeline
 from xstilts.modeling import build_encoder, load_tokenizer
 from xstilts.samples import real_samples
 
@@ -123,3 +124,17 @@ def tiny_config(demo_data: tuple[Path, Path], feature_cache: Path):
         return parse_config(set_keys(payload, overrides, "__"), source="test")
 
     return build
+
+
+@pytest.fixture
+def encoder_starts(monkeypatch: pytest.MonkeyPatch) -> list[Path | None]:
+    """The folder each encoder the pipeline builds is loaded from (None: pretrained)."""
+    starts: list[Path | None] = []
+    real = pipeline.build_encoder
+
+    def recording(model_config, tokenizer, init_from=None):
+        starts.append(init_from)
+        return real(model_config, tokenizer, init_from)
+
+    monkeypatch.setattr(pipeline, "build_encoder", recording)
+    return starts

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -56,15 +55,10 @@ def test_baseline_and_intermediate_runs_write_the_run_layout(tiny_config, tmp_pa
     assert baseline.run_dir != transfer.run_dir
 
 
-def test_intermediate_encoder_is_carried_into_the_target_phase(tiny_config, tmp_path, monkeypatch):
-    seen: list[Path | None] = []
-    real_build = pipeline.build_encoder
-
-    def spy(model, tokenizer, init_from=None):
-        seen.append(init_from)
-        return real_build(model, tokenizer, init_from)
-
-    monkeypatch.setattr(pipeline, "build_encoder", spy)
+def test_intermediate_encoder_is_carried_into_the_target_phase(
+    tiny_config, tmp_path, encoder_starts
+):
+    seen = encoder_starts
     outcome = run_experiment(tiny_config(intermediate=True), tmp_path)
     inter_best = tmp_path / "intermediate" / outcome.results["intermediate_run"] / "best"
     # intermediate starts from the base encoder, target from the intermediate's best,

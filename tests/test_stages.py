@@ -22,20 +22,6 @@ from xstilts.modeling import HEADS_FILE
 STEPS = {"max_steps": 3, "eval_every_steps": 3, "max_train_examples": 48, "batch_size": 16}
 
 
-@pytest.fixture
-def encoder_starts(monkeypatch: pytest.MonkeyPatch) -> list[Path | None]:
-    """The folder each encoder the pipeline builds is loaded from (None: pretrained)."""
-    starts: list[Path | None] = []
-    real = pipeline.build_encoder
-
-    def recording(model_config, tokenizer, init_from=None):
-        starts.append(init_from)
-        return real(model_config, tokenizer, init_from)
-
-    monkeypatch.setattr(pipeline, "build_encoder", recording)
-    return starts
-
-
 def test_a_stage_trains_between_the_intermediate_phase_and_the_target(
     tiny_config, tmp_path: Path, encoder_starts: list[Path | None]
 ) -> None:
