@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import adapters
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,13 +18,23 @@ from tests.kills import kill_after_checkpoint
 from tests.task_fixtures import EVERY_FORMAT, every_format_data, write_format_tasks
 from xstilts import evaluate
 from xstilts.cli import app
-from xstilts.config import parse_config
+from xstilts.config import LanguageAdaptersConfig, ModelConfig, TinyModelConfig, parse_config
 from xstilts.errors import XstiltsError
 from xstilts.experiment import evaluation_records, pipeline
 from xstilts.experiment.pipeline import run_experiment
+from xstilts.formats import get_format
+from xstilts.modeling import (
+    AdapterSetup,
+    AdapterSpec,
+    MultiTaskModel,
+    attach_adapters,
+    build_encoder,
+)
+from xstilts.tasks import TaskSpec
 
 runner = CliRunner()
 
+SENTENCES = ["The dog sees the cat in the park.", "Der Hund sieht die Katze."]
 KINDS = ["seq_bn", "double_seq_bn", "lora", "prefix_tuning", "ia3"]
 SHORT = {"target__training__max_steps": 6, "target__training__eval_every_steps": 3}
 TWO_TASKS = {
@@ -142,8 +153,12 @@ def test_layer_norms_can_train_beside_the_adapter_and_the_encoder_with_it(
 def test_multi_task_adapters_then_fusion_trains_only_the_fusion_layer_and_head(
     tiny_config, tmp_path, monkeypatch
 ):
+    """Pfeiffer et al. 2021: the target task's own adapter is trained first, alone on the
+    target task, then fused with the intermediate ones; only the fusion layer and the
+    head train in the fusion phase."""
     spy = TrainingSpy(monkeypatch)
     config = tiny_config(**TWO_TASKS, **SHORT, target__adapters={"start": "fusion"})
+    assert config.target.adapters.include_target  # the default
     outcome = run_experiment(config, tmp_path)
 
     tasks = ["task_demo_nli", "task_demo_paraphrase"]
@@ -152,15 +167,37 @@ def test_multi_task_adapters_then_fusion_trains_only_the_fusion_layer_and_head(
         assert any(_is_adapter(k, [name]) for k in inter_changed), name
     assert all(_is_adapter(k, tasks) or k.startswith("heads.") for k in inter_changed)
 
-    target_changed = spy.changed(1)
+    own = "target_demo_paraphrase"
+    own_changed = spy.changed(1)  # the target's own adapter, alone
+    assert any(_is_adapter(k, [own]) for k in own_changed)
+    assert all(_is_adapter(k, [own]) or k.startswith("heads.") for k in own_changed)
+    own_model, _ = spy.phases[1]
+    assert str(own_model.encoder.active_adapters) == f"Stack[{own}]"
+
+    target_changed = spy.changed(2)
     fusion = {k for k in target_changed if "adapter_fusion_layer" in k}
     assert fusion
     assert target_changed - fusion == {k for k in target_changed if k.startswith("heads.")}
-    model, _ = spy.phases[1]
-    assert str(model.encoder.active_adapters) == "Fuse[task_demo_nli, task_demo_paraphrase]"
+    model, before = spy.phases[2]
+    fused = "Fuse[task_demo_nli, task_demo_paraphrase, target_demo_paraphrase]"
+    assert str(model.encoder.active_adapters) == fused
+    own_best = outcome.run_dir / "stages" / "fusion-demo_paraphrase" / "best"
+    saved = load_file(str(own_best / "trained.safetensors"))
+    assert saved and all(torch.equal(before[f"encoder.{k}"], v) for k, v in saved.items())
     assert outcome.results["adapters"] == "intermediate:seq_bn,target:fusion(dynamic)"
     inter_parameters = outcome.results["parameters"]["intermediate"]
     assert inter_parameters["adapters"]["trained"] == tasks
+
+
+def test_fusion_of_the_intermediate_adapters_only(tiny_config, tmp_path, monkeypatch):
+    spy = TrainingSpy(monkeypatch)
+    target = {"start": "fusion", "include_target": False}
+    outcome = run_experiment(tiny_config(**TWO_TASKS, **SHORT, target__adapters=target), tmp_path)
+    assert len(spy.phases) == 2  # intermediate, fusion: no own adapter
+    model, _ = spy.phases[1]
+    assert str(model.encoder.active_adapters) == "Fuse[task_demo_nli, task_demo_paraphrase]"
+    summary = "intermediate:seq_bn,target:fusion(dynamic,intermediate-only)"
+    assert outcome.results["adapters"] == summary
 
 
 def test_continuing_one_task_adapter(tiny_config, tmp_path, monkeypatch):
@@ -254,6 +291,66 @@ def test_madx_swaps_in_each_languages_adapter_at_evaluation(
     )
 
 
+def test_madx_mlm_logits_are_the_adapters_librarys_own(tokenizer):
+    """MAD-X (and the library's LM heads) run the inverse of the invertible adapter
+    after the head's transform (dense, gelu, LayerNorm), right before the tied output
+    embeddings: the logits equal those of the library's own masked-LM head."""
+    torch.manual_seed(0)
+    encoder = build_encoder(ModelConfig(tiny=TinyModelConfig()), tokenizer)
+    fmt = get_format("mlm")
+    spec = TaskSpec(name="text", family="mlm", format="mlm", metric="mlm_accuracy")
+    head = fmt.build_head(spec, encoder)
+    setup = AdapterSetup(
+        new=[AdapterSpec("lang_en", "seq_bn_inv")],
+        head_adapters={"text": None},
+        trained=["lang_en"],
+        language_adapters={"en": "lang_en"},
+        training_language="en",
+    )
+    routes = attach_adapters(encoder, setup, ["text"])
+    with torch.no_grad():  # an invertible adapter far from the identity
+        for name, parameter in encoder.named_parameters():
+            if "lang_en" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    model = MultiTaskModel(encoder, {"text": head}, {"text": fmt}, adapters=setup, routes=routes)
+
+    library = adapters.XLMRobertaAdapterModel(encoder.config)
+    library.add_adapter("lang_en", config="seq_bn_inv")
+    library.add_masked_lm_head("mlm")
+    missing = library.roberta.load_state_dict(encoder.state_dict(), strict=False).missing_keys
+    assert all(key.startswith("pooler.") for key in missing)
+    ours, theirs = head.lm_head, library.heads["mlm"]  # dense, gelu, LayerNorm, decoder
+    with torch.no_grad():
+        for mine, other in ((ours.dense, theirs[0]), (ours.layer_norm, theirs[2])):
+            other.weight.copy_(mine.weight)
+            other.bias.copy_(mine.bias)
+        theirs[3].weight.copy_(ours.decoder.weight)
+        theirs[3].bias.copy_(ours.bias)
+    library.set_active_adapters("lang_en")
+
+    encoded = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
+    batch = {**encoded, "labels": labels}
+    model.eval(), library.eval()
+    with torch.no_grad():
+        logits = model("text", batch)["logits"]
+        expected = library(**encoded).logits[labels != -100]
+    assert logits.shape == expected.shape and logits.shape[0] > 0
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-6)
+
+    with torch.no_grad():  # not a vacuous match: the inverse adapter changes the logits
+        plain = ours(encoder(**encoded).last_hidden_state[labels != -100])
+    assert (plain - expected).abs().max() > 1e-3
+
+
+def test_language_adapters_train_at_the_madx_learning_rate_by_default():
+    assert LanguageAdaptersConfig(task="wiki_mlm").training.learning_rate == 1e-4
+    set_steps = LanguageAdaptersConfig(task="wiki_mlm", training={"max_steps": 5})
+    assert (set_steps.training.learning_rate, set_steps.training.max_steps) == (1e-4, 5)
+    own = LanguageAdaptersConfig(task="wiki_mlm", training={"learning_rate": 1e-3})
+    assert own.training.learning_rate == 1e-3
+
+
 def test_an_adapter_run_resumes_exactly(tiny_config, tmp_path, monkeypatch):
     config = tiny_config(
         **TWO_TASKS,
@@ -262,15 +359,21 @@ def test_an_adapter_run_resumes_exactly(tiny_config, tmp_path, monkeypatch):
         target__training__checkpoint_every_steps=2,
     )
     reference = run_experiment(config, tmp_path / "uninterrupted")
-    kill_after_checkpoint(
-        monkeypatch, lambda: run_experiment(config, tmp_path / "interrupted"), 4, "runs"
-    )
-    resumed = run_experiment(config, tmp_path / "interrupted")
-    for name in ("trained.safetensors", "heads.safetensors"):
-        expected = load_file(str(reference.run_dir / "best" / name))
-        got = load_file(str(resumed.run_dir / "best" / name))
-        assert expected.keys() == got.keys()
-        assert all(torch.equal(expected[k], got[k]) for k in expected), name
+
+    def interrupted():
+        return run_experiment(config, tmp_path / "interrupted")
+
+    # Killed in the target's own-adapter stage, then in the fusion phase.
+    kill_after_checkpoint(monkeypatch, interrupted, 4, "stages/fusion-")
+    kill_after_checkpoint(monkeypatch, interrupted, 4, f"{reference.run_dir.name}/checkpoints")
+    resumed = interrupted()
+    own = Path("stages") / "fusion-demo_paraphrase"
+    for folder in (own / "best", Path("best")):
+        for name in ("trained.safetensors", "heads.safetensors"):
+            expected = load_file(str(reference.run_dir / folder / name))
+            got = load_file(str(resumed.run_dir / folder / name))
+            assert expected.keys() == got.keys()
+            assert all(torch.equal(expected[k], got[k]) for k in expected), folder / name
     scores = {lang: s["accuracy"] for lang, s in resumed.results["languages"].items()}
     assert scores == {lang: s["accuracy"] for lang, s in reference.results["languages"].items()}
 
@@ -367,10 +470,17 @@ BAD_OPTIONS = [
     ),
     (
         {
-            "intermediate": {"tasks": ["demo_nli"], "adapters": {"kind": "lora"}},
-            "target": {"task": "demo_paraphrase", "adapters": {"start": "fusion"}},
+            "intermediate": {"tasks": ["demo_nli"], "adapters": {"kind": "seq_bn"}},
+            "target": {
+                "task": "demo_paraphrase",
+                "adapters": {"start": "fusion", "include_target": False},
+            },
         },
-        ["fuses the adapters of two or more intermediate tasks"],
+        ["fuses two or more adapters", "those of two or more intermediate tasks"],
+    ),
+    (
+        {"target": {"task": "demo_paraphrase", "adapters": {"include_target": True}}},
+        ["include_target applies to start 'fusion' only"],
     ),
     (
         {

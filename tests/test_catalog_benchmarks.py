@@ -248,7 +248,9 @@ def test_tydiqa_trains_on_its_english_goldp_data(registry: TaskRegistry) -> None
     [hub] = tydiqa.sources("train", "en", "hub")
     assert (hub.hub, hub.config, hub.where) == ("google/xtreme", "tydiqa", {"id": "^english-"})
     [dev] = tydiqa.sources("test", "sw", "hub")
-    assert dev.where == {"id": "^swahili-"}
+    assert (dev.split, dev.where) == ("validation", {"id": "^swahili-"})
+    [validation] = tydiqa.sources("validation", "sw", "hub")
+    assert (validation.split, validation.where) == ("train", {"id": "^swahili-"})
 
 
 @pytest.mark.parametrize("task", sorted(HUB_LABELS))
@@ -466,15 +468,39 @@ def test_local_tydiqa_as_xtreme_leaves_it(registry, tmp_path: Path) -> None:
     dev = [{**q, "id": f"swahili-{i}-0"} for i, q in enumerate(QUESTIONS)]
     squad_file(root / "tydiqa-goldp-v1.1-dev" / "tydiqa.goldp.sw.dev.json", dev, strip_answers=True)
     tydiqa = registry.get("tydiqa")
-    assert load(tydiqa, "train", "en", tmp_path).examples["id"] == ["0", "1"]
-    for split in ("validation", "test"):
-        assert load(tydiqa, split, "sw", tmp_path).examples["id"] == ["swahili-0-0", "swahili-1-0"]
+    assert load(tydiqa, "test", "sw", tmp_path).examples["id"] == ["swahili-0-0", "swahili-1-0"]
+    # GoldP's dev set is the test set: validation is never read from it (locally, only
+    # English has training questions to hold a validation split out of).
+    with pytest.raises(XstiltsError, match=r"split 'validation', language 'sw'.*no data source"):
+        load(tydiqa, "validation", "sw", tmp_path)
+
+
+def test_tydiqa_validation_is_held_out_of_english_training(registry, tmp_path: Path) -> None:
+    """A deterministic tenth of the English training questions (by id) validates; the
+    rest trains; the two partition the file, whatever its order."""
+    questions = [{**QUESTIONS[i % 2], "id": f"english-{i}-1"} for i in range(200)]
+    folder = tmp_path / "tydiqa" / "tydiqa-goldp-v1.1-train"
+    squad_file(folder / "tydiqa.goldp.en.train.json", questions, strip_answers=False)
+    tydiqa = registry.get("tydiqa")
+    train = list(load(tydiqa, "train", "en", tmp_path).examples["id"])
+    validation = list(load(tydiqa, "validation", "en", tmp_path).examples["id"])
+    assert not set(train) & set(validation)
+    assert sorted(train + validation) == sorted(q["id"] for q in questions)
+    assert 5 <= len(validation) <= 40  # 10% of 200, give or take the hash
+    squad_file(folder / "tydiqa.goldp.en.train.json", questions[::-1], strip_answers=False)
+    assert list(load(tydiqa, "validation", "en", tmp_path).examples["id"]) == validation[::-1]
+    for mode in ("hub", "local"):
+        [train_source] = tydiqa.sources("train", "en", mode)
+        [held_out] = tydiqa.sources("validation", "en", mode)
+        assert held_out.origins() == train_source.origins()
+        assert held_out.holdout.complements(train_source.holdout)
+        assert not tydiqa.shared_data("validation", "test", "en", mode)
 
 
 def test_local_tydiqa_original_dev_files(registry, tmp_path: Path) -> None:
     path = tmp_path / "tydiqa" / "tydiqa-goldp-v1.1-dev" / "tydiqa-goldp-dev-finnish.json"
     squad_file(path, QUESTIONS, strip_answers=False)
-    dev = load(registry.get("tydiqa"), "validation", "fi", tmp_path).examples
+    dev = load(registry.get("tydiqa"), "test", "fi", tmp_path).examples
     assert dev["answers"][1] == [{"text": "Norden", "answer_start": 22}]
 
 

@@ -251,9 +251,10 @@ def test_multitask_run_with_four_formats_feeds_the_target(tiny_config, demo_data
     assert resolved["intermediate"]["task_settings"]["demo_nli"]["max_length"] == 64
     heads = json.loads((inter_dir / "best" / "heads.json").read_text())["heads"]
     assert sorted(heads) == ["colour_choice", "demo_nli", "mlm_sample", "squad"]
-    # the MLM task trains on all three languages' text (120 lines each), validates on English
+    # the MLM task trains on all three languages' text (max_train_examples caps the three
+    # together: 120 lines drawn from all of them), validates on English
     log = (inter_dir / "train.log").read_text()
-    assert "mlm_sample 360 examples (weight 1)" in log
+    assert "mlm_sample 120 examples (weight 1)" in log
     assert "demo_nli 120 examples (weight 1)" in log
     # the multi-task encoder feeds the target phase like a single-task one
     assert outcome.results["intermediate_tasks"] == [

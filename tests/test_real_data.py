@@ -151,6 +151,7 @@ def test_tatoeba_zero_shot_from_the_encoder(tmp_path, feature_cache, monkeypatch
     )
     outcome = run_experiment(config, tmp_path / "runs")
     assert outcome.results["training"] is None
+    assert outcome.results["validation_score"] is None  # Tatoeba has no dev split
     for lang in languages:
         lines = (outcome.run_dir / "predictions" / "tatoeba" / f"test-{lang}.tsv").read_text()
         indices = [int(line) for line in lines.split()]
@@ -208,6 +209,9 @@ def test_bucc_threshold_is_chosen_on_dev_and_applied_to_test(tmp_path, feature_c
     gold = {tuple(line.split("\t")) for line in gold_lines}
     expected = bucc_f1(predicted, gold)
     assert scores["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+    # The run's validation score (what the report and export choose on) is dev F1.
+    assert outcome.results["validation_score"] == scores["calibration"]["dev_f1"]
+    assert "dev F1" in outcome.results["validation_from"]
 
 
 def test_retrieval_after_an_intermediate_task_uses_its_encoder(tiny_config, tmp_path, monkeypatch):

@@ -463,7 +463,7 @@ def test_the_guard_reads_a_flag_per_step_where_the_device_cannot_skip() -> None:
     from xstilts.train.loop import _StepGuard
 
     layer = nn.Linear(3, 2)
-    smart = SimpleNamespace(objective=SMART(1.0, 1e-5, 1e-3, 1, 0.99, 0.1))
+    smart = SimpleNamespace(objective=SMART(mu=0.1))
     for optimizer, tasks in [
         (torch.optim.AdamW(layer.parameters(), fused=False), []),
         (torch.optim.AdamW(layer.parameters(), fused=True), [smart]),  # a teacher to update

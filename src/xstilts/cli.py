@@ -514,19 +514,36 @@ def report(
         str | None, typer.Option("--target", help="Target task of the per-language plot.")
     ] = None,
     metric: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--metric",
             help="Compare options by this per-language metric key (e.g. f1, accuracy); "
-            "default: the XTREME task score, (EM+F1)/2 for QA.",
+            "default: the grid's report.metric, else the XTREME task score ((EM+F1)/2 for QA).",
         ),
-    ] = "score",
+    ] = None,
+    correction: Annotated[
+        str | None,
+        typer.Option(
+            "--correction",
+            help="Multiple-comparison correction within each table: holm, bh or none "
+            "(uncorrected p-values); default: the grid's report.correction, else holm.",
+        ),
+    ] = None,
 ) -> None:
     """Write the paper's tables (Markdown, CSV, LaTeX), figures and one HTML page."""
     from xstilts.report import write_report
 
+    if correction not in (None, "holm", "bh", "none"):
+        raise XstiltsError(f"--correction {correction}: expected holm, bh or none")
     _check_out_folder(out)
-    for path in write_report(grid_dir, out, target_for_languages=target, metric=metric):
+    written = write_report(
+        grid_dir,
+        out,
+        target_for_languages=target,
+        metric=metric,
+        correction=correction,  # type: ignore[arg-type]
+    )
+    for path in written:
         console.print(str(path))
 
 

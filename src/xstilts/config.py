@@ -61,14 +61,35 @@ class ModelConfig(StrictModel):
         return f"tiny-xlmr-h{self.tiny.hidden_size}-l{self.tiny.num_layers}"
 
 
-# Each method's options and their defaults (the values its paper or reference code uses).
+# Each method's options and their defaults: the values of its paper (or, where the paper
+# leaves a choice open, its reference code). README "Adversarial training" has the table.
 ADVERSARIAL_OPTIONS: dict[str, dict[str, Any]] = {
     "none": {},
-    "fgm": {"epsilon": 1.0},
-    "pgd": {"epsilon": 1.0, "step_size": 0.3, "steps": 3, "norm": "l2"},
-    "freelb": {"steps": 3, "step_size": 0.1, "init_magnitude": 0.1, "epsilon": 0.0, "norm": "l2"},
-    "smart": {"lambda": 1.0, "sigma": 1e-5, "step_size": 1e-3, "steps": 1, "beta": 0.99, "mu": 0.0},
-    "r3f": {"lambda": 1.0, "sigma": 1e-5, "noise": "normal"},
+    "fgm": {"epsilon": 1.0, "precision": "float32"},
+    "pgd": {"epsilon": 1.0, "step_size": 0.3, "steps": 3, "norm": "l2", "precision": "float32"},
+    "freelb": {
+        "steps": 3,
+        "step_size": 0.1,
+        "init_magnitude": 0.1,
+        "epsilon": 0.0,
+        "norm": "l2",
+        "dropout": "fixed",
+        "precision": "float32",
+    },
+    "smart": {
+        "lambda": 1.0,
+        "sigma": 1e-5,
+        "epsilon": 1e-5,
+        "step_size": 1e-3,
+        "steps": 1,
+        "normalise": "token",
+        "mu": 1.0,
+        "beta": 0.999,
+        "beta_early": 0.99,
+        "beta_early_fraction": 0.1,
+        "precision": "float32",
+    },
+    "r3f": {"lambda": 1.0, "sigma": 1e-5, "noise": "normal", "precision": "float32"},
 }
 
 
@@ -76,8 +97,8 @@ class AdversarialConfig(StrictModel):
     """Adversarial (or noise) training in the space of the input embeddings.
 
     fgm (Miyato et al. 2017), pgd (Madry et al. 2018), freelb (Zhu et al. 2020),
-    smart (Jiang et al. 2020; mu > 0 adds its Bregman proximal point term) and r3f
-    (Aghajanyan et al. 2021); 'none' is standard training (to switch one task of a
+    smart (Jiang et al. 2020, with its Bregman proximal point term unless mu is 0) and
+    r3f (Aghajanyan et al. 2021); 'none' is standard training (to switch one task of a
     multi-task phase off). Options a method does not have are an error; unset ones take
     the method's defaults (ADVERSARIAL_OPTIONS), written into the resolved config.
     """
@@ -92,16 +113,49 @@ class AdversarialConfig(StrictModel):
     )
 
     method: Literal["none", "fgm", "pgd", "freelb", "smart", "r3f"]
-    epsilon: float | None = Field(None, ge=0, description="Radius of the perturbation ball.")
+    epsilon: float | None = Field(
+        None,
+        ge=0,
+        description="Radius of the perturbation ball (FreeLB, SMART: 0 = no projection).",
+    )
     step_size: float | None = Field(None, gt=0, description="Ascent step size.")
     steps: int | None = Field(None, gt=0, description="Ascent steps (FreeLB: forward passes).")
     norm: Literal["l2", "linf"] | None = None
     init_magnitude: float | None = Field(None, ge=0, description="FreeLB: random start size.")
+    dropout: Literal["fixed", "resample"] | None = Field(
+        None,
+        description="FreeLB: one dropout mask for all of a step's passes (fixed, the paper) "
+        "or a new one each pass (resample).",
+    )
     weight: float | None = Field(None, alias="lambda", ge=0, description="Regulariser weight.")
     sigma: float | None = Field(None, gt=0, description="Noise scale (SMART, R3F).")
     noise: Literal["normal", "uniform"] | None = None
-    beta: float | None = Field(None, ge=0, lt=1, description="SMART: teacher momentum.")
+    normalise: Literal["token", "example"] | None = Field(
+        None,
+        description="SMART: the ascent direction over its L-inf norm per token (the "
+        "reference code) or per example.",
+    )
     mu: float | None = Field(None, ge=0, description="SMART: proximal point weight (0: off).")
+    beta: float | None = Field(
+        None, ge=0, lt=1, description="SMART: teacher momentum after the early updates."
+    )
+    beta_early: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="SMART: teacher momentum for the first beta_early_fraction of updates "
+        "(unset: 0.99, or beta itself when beta is set: a constant momentum).",
+    )
+    beta_early_fraction: float | None = Field(
+        None, ge=0, le=1, description="SMART: share of the updates that use beta_early."
+    )
+    precision: Literal["float32", "autocast"] | None = Field(
+        None,
+        description="float32: the method's forward passes, perturbations and divergences "
+        "in float32 whatever the run's mixed precision, so the configured sizes are the "
+        "applied ones; autocast: its passes follow the run's mixed precision (faster; a "
+        "perturbation below bf16 / fp16 resolution of the activations is lost).",
+    )
 
     @model_validator(mode="after")
     def _options_of_the_method(self) -> AdversarialConfig:
@@ -114,6 +168,8 @@ class AdversarialConfig(StrictModel):
                 f"{', '.join(unknown)} is not an option of method '{self.method}' "
                 f"(its options: {names})"
             )
+        if self.method == "smart" and self.beta is not None and self.beta_early is None:
+            object.__setattr__(self, "beta_early", self.beta)  # beta alone: constant
         for name, default in allowed.items():
             field_name = "weight" if name == "lambda" else name
             if getattr(self, field_name) is None:
@@ -213,8 +269,9 @@ class AdapterConfig(StrictModel):
 class TargetAdapterConfig(AdapterConfig):
     """How the target phase uses adapters: a fresh adapter (kind: an adapter config),
     one intermediate task adapter trained further ('continue'), AdapterFusion over the
-    intermediate task adapters ('fusion'; kind: dynamic or static), or full fine-tuning
-    of the encoder with one intermediate LoRA / IA3 adapter merged into it ('merge')."""
+    intermediate task adapters and, as in Pfeiffer et al. 2021, the target task's own
+    adapter ('fusion'; kind: dynamic or static), or full fine-tuning of the encoder
+    with one intermediate LoRA / IA3 adapter merged into it ('merge')."""
 
     kind: str | None = Field(
         None,
@@ -227,6 +284,13 @@ class TargetAdapterConfig(AdapterConfig):
     )
     train_fused_adapters: bool = Field(
         False, description="fusion: train the fused task adapters too (AdapterHub's unfreeze)."
+    )
+    include_target: bool | None = Field(
+        None,
+        description="fusion: fuse the target task's own adapter with the intermediate ones "
+        "(true, the default, as Pfeiffer et al. 2021: it is trained first, alone on the "
+        "target task, with the intermediate adapters' kind and options) or only the "
+        "intermediate ones (false).",
     )
 
     @model_validator(mode="after")
@@ -242,20 +306,33 @@ class TargetAdapterConfig(AdapterConfig):
             )
         if self.start != "fusion" and self.train_fused_adapters:
             raise ValueError("train_fused_adapters applies to start 'fusion' only")
+        if self.start != "fusion" and self.include_target is not None:
+            raise ValueError("include_target applies to start 'fusion' only")
+        if self.start == "fusion" and self.include_target is None:
+            object.__setattr__(self, "include_target", True)
         if self.kind is None and self.start in ("fresh", "fusion"):
             default = "seq_bn" if self.start == "fresh" else "dynamic"
             object.__setattr__(self, "kind", default)
         return self
+
+    @model_serializer(mode="wrap")
+    def _include_target_with_fusion_only(self, handler: Any) -> dict[str, Any]:
+        """Other starts do not write the key: their resolved configs (and run ids) stay."""
+        values = handler(self)
+        if values.get("include_target") is None:
+            values.pop("include_target", None)
+        return values
 
 
 def _check_from_task(target: TargetAdapterConfig, tasks: list[str]) -> None:
     if target.start == "fusion":
         if target.from_task is not None:
             raise ValueError("target.adapters.from_task: fusion uses every intermediate adapter")
-        if len(tasks) < 2:
+        if len(tasks) + bool(target.include_target) < 2:
             raise ValueError(
-                "target.adapters.start 'fusion' fuses the adapters of two or more "
-                f"intermediate tasks; intermediate.tasks has {len(tasks)}"
+                "target.adapters.start 'fusion' fuses two or more adapters: without "
+                "include_target, those of two or more intermediate tasks; "
+                f"intermediate.tasks has {len(tasks)}"
             )
         return
     if target.from_task is None and len(tasks) > 1:
@@ -272,6 +349,10 @@ def _check_from_task(target: TargetAdapterConfig, tasks: list[str]) -> None:
         object.__setattr__(target, "from_task", tasks[0])
 
 
+MADX_LEARNING_RATE = 1e-4
+"""Pfeiffer et al. 2020 (MAD-X) train language adapters at 1e-4."""
+
+
 class LanguageAdaptersConfig(StrictModel):
     """MAD-X (Pfeiffer et al. 2020): a language adapter per language, trained with masked
     language modelling on that language's text; task adapters stack on the English one,
@@ -283,12 +364,23 @@ class LanguageAdaptersConfig(StrictModel):
     )
     kind: str = Field("seq_bn_inv", description="seq_bn_inv: bottleneck + invertible adapter.")
     options: dict[str, Any] = Field(default_factory=dict)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    training: TrainingConfig = Field(
+        default_factory=lambda: TrainingConfig(learning_rate=MADX_LEARNING_RATE),
+        description=f"Unset learning_rate: {MADX_LEARNING_RATE:g}, as MAD-X.",
+    )
     seed: int = Field(0, description="One set of language adapters serves every run's seed.")
     fallback: Literal["en", "none"] = Field(
         "en",
         description="An evaluation language without an adapter: English's adapter, or none.",
     )
+
+    @field_validator("training", mode="after")
+    @classmethod
+    def _madx_learning_rate(cls, training: TrainingConfig) -> TrainingConfig:
+        """Language adapters train at MAD-X's learning rate unless one is given."""
+        if "learning_rate" in training.model_fields_set:
+            return training
+        return training.model_copy(update={"learning_rate": MADX_LEARNING_RATE})
 
 
 class TaskSettings(StrictModel):
@@ -355,7 +447,12 @@ class TargetStage(StrictModel):
     with the encoder fine-tuned on SQuAD)."""
 
     task: str
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig,
+        description="This stage's training; without an 'adversarial' of its own it takes "
+        "target.training's, so adversarial target training covers the stages too "
+        "({method: none} opts a stage out).",
+    )
     carry_head: bool = Field(
         False,
         description="Start the next stage's (or the target's) head from this stage's, as "
@@ -377,7 +474,20 @@ class TargetConfig(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    languages: list[str] | None = Field(None, description="Unset: every language of the task.")
+    languages: list[str] | None = Field(
+        None,
+        description="Unset: the benchmark's languages of the task if 'benchmark' is set, "
+        "else every language of the task; set: a subset of those.",
+    )
+    benchmark: Literal["xtreme", "xtreme-r"] | None = Field(
+        None,
+        description="Evaluate exactly this benchmark's languages of the target task "
+        "(XTREME: 40 languages over 9 tasks; XTREME-R: 50 over 10), so that averages are "
+        "the benchmark's; a target of other benchmarks only is an error. A target of no "
+        "benchmark (the CPU-scale stand-ins, your own tasks) evaluates its own "
+        "languages, and results.json says so (languages_from: task). Unset: every "
+        "language of the task, with each benchmark's average beside the overall one.",
+    )
     split: Literal["test", "validation"] = "test"
     batch_size: int = Field(64, gt=0)
     max_examples: int | None = Field(None, gt=0, description="Per language, for quick checks.")
@@ -388,12 +498,22 @@ class DataConfig(StrictModel):
         "hub",
         description="hub: Hugging Face datasets; local: files under data_dir; samples: the "
         "real samples shipped with xstilts and the stand-in tasks cut from them "
-        "(xquad_sentences, xquad_qnli, ud_pos, tatoeba), for CPU-scale runs.",
+        "(xquad_sentences, xquad_qnli, xquad_qnli_multilingual, ud_pos, tatoeba, "
+        "tatoeba_text), for CPU-scale runs.",
     )
     data_dir: Path | None = Field(None, description="Folder of local copies of the task files.")
     cache_dir: Path | None = Field(None, description="Feature cache; default ~/.cache/xstilts.")
     task_files: list[Path] = Field(default_factory=list, description="User task spec YAMLs.")
-    subsample_seed: int = 0
+    subsample_seed: int | Literal["seed"] = Field(
+        0,
+        description="Seed of the random subsets that max_train_examples draws; 'seed': the "
+        "run's own seed, so each seed of a grid trains on a different subset (a learning "
+        "curve then shows the variance of the subset, not one lucky draw).",
+    )
+
+    def subsample_seed_for(self, seed: int) -> int:
+        """The seed of this run's ``max_train_examples`` subsets."""
+        return seed if self.subsample_seed == "seed" else self.subsample_seed
 
 
 # Accelerate's built-in trackers (accelerate.tracking.LOGGER_TYPE_TO_CLASS).

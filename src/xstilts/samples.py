@@ -11,14 +11,20 @@ sets, so a CPU-sized experiment needs stand-ins cut from them:
   Articles are split once for every language: the English questions of articles 0-29
   train, those of 30-35 validate, and articles 36-47 are the test set in every
   language. XQuAD is parallel, so no test article is ever seen in training.
-- ``ud_pos``: English EWT's sentences, the first 1600 for training and the other
-  402 for validation (and as the English test set: no other sentences are left);
-  German GSD's as the zero-shot test set.
+- ``ud_pos``: English EWT's sentences, the first 1600 for training; the other 401
+  split by a hash of their sent_id (a ``holdout`` of the task's sources) into
+  validation (178) and the English test set (223), so no test sentence selects a
+  checkpoint; German GSD's as the zero-shot test set.
 - ``xquad_qnli``: QNLI built the way GLUE built it from SQuAD: a question with the
   sentence that answers it (entailment) or with another sentence of its paragraph
   (not_entailment), alternating; the same article splits as ``xquad_sentences``, so
   a sentence-pair classification task tested in en, de, zh and ar.
+- ``xquad_qnli_multilingual``: the same pairs cut from the training articles in
+  German, Chinese and Arabic (XQuAD's professional translations of the English ones),
+  validated on the English pairs: the stand-in of translate-train intermediate data.
 - ``tatoeba``: the shipped Tatoeba pairs, laid out for the catalog's ``tatoeba`` task.
+- ``tatoeba_text``: the Tatoeba sentences of each language as plain text, for masked
+  language modelling (MAD-X language adapters); never pair it with a Tatoeba target.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from xstilts.tasks import load_registry
 XQUAD_LANGUAGES = ("en", "de", "zh", "ar")
 XQUAD_ARTICLE_SPLITS = {"train": range(0, 30), "validation": range(30, 36), "test": range(36, 48)}
 UD_ENGLISH_TRAIN_SENTENCES = 1600
+UD_ENGLISH_VALIDATION_SHARE = 0.5
+"""Of the English sentences after the training ones: hashed into validation, the
+others into the English test set (``holdout`` in the task's sources)."""
 
 # A sentence ends at . ! ? ; (and their CJK and Arabic forms) followed by space;
 # CJK full stops need no space.
@@ -135,15 +144,17 @@ def qnli_rows(articles: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def write_xquad_qnli(out_dir: Path) -> None:
-    """``xquad_qnli/{split}-{lang}.jsonl``: train and validation in English, test in
-    every XQuAD language, from the same article splits as ``xquad_sentences``."""
+    """``xquad_qnli/{split}-{lang}.jsonl``: validation in English, train and test in
+    every XQuAD language (``xquad_qnli`` trains on English only,
+    ``xquad_qnli_multilingual`` on the translations), from the same article splits as
+    ``xquad_sentences``."""
     folder = out_dir / "xquad_qnli"
     folder.mkdir(parents=True, exist_ok=True)
     for lang in XQUAD_LANGUAGES:
         source = real_samples() / "xquad" / f"xquad.{lang}.json"
         articles = json.loads(source.read_text("utf-8"))["data"]
         for split, chosen in XQUAD_ARTICLE_SPLITS.items():
-            if split != "test" and lang != "en":
+            if split == "validation" and lang != "en":
                 continue
             rows = qnli_rows([articles[i] for i in chosen])
             text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -158,18 +169,35 @@ def write_tatoeba(out_dir: Path) -> None:
         _write(folder / path.name, path.read_text(encoding="utf-8"))
 
 
+TATOEBA_TEXT_LANGUAGES = {"en": "deu-eng.eng", "de": "deu-eng.deu", "fr": "fra-eng.fra"}
+TATOEBA_TEXT_LANGUAGES |= {"zh": "cmn-eng.cmn", "ar": "ara-eng.ara", "hi": "hin-eng.hin"}
+TATOEBA_TEXT_TRAIN_LINES = 800
+"""Of each language's 1000 sentences: the first train, the others validate."""
+
+
+def write_tatoeba_text(out_dir: Path) -> None:
+    """``tatoeba_text/{split}-{lang}.txt``: each language's Tatoeba sentences, one a line."""
+    folder = out_dir / "tatoeba_text"
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang, name in TATOEBA_TEXT_LANGUAGES.items():
+        lines = (real_samples() / "tatoeba" / f"tatoeba.{name}").read_text("utf-8").splitlines()
+        parts = {
+            "train": lines[:TATOEBA_TEXT_TRAIN_LINES],
+            "validation": lines[TATOEBA_TEXT_TRAIN_LINES:],
+        }
+        for split, part in parts.items():
+            _write(folder / f"{split}-{lang}.txt", "".join(line + "\n" for line in part))
+
+
 def write_ud_pos(out_dir: Path) -> None:
-    """``ud_pos/{train,validation,test}-en.conllu`` (EWT; test = validation) and
-    ``ud_pos/test-de.conllu`` (GSD)."""
+    """``ud_pos/train-en.conllu`` and ``ud_pos/held-out-en.conllu`` (EWT; the task
+    splits the second into validation and test) and ``ud_pos/test-de.conllu`` (GSD)."""
     folder = out_dir / "ud_pos"
     folder.mkdir(parents=True, exist_ok=True)
     english = _conllu_sentences(real_samples() / "udpos" / "en_ewt-ud-dev.conllu")
     parts = {
         "train-en": english[:UD_ENGLISH_TRAIN_SENTENCES],
-        "validation-en": english[UD_ENGLISH_TRAIN_SENTENCES:],
-        # English has no held-out sentences left: its test set is the validation set,
-        # an in-language reference for the transfer gap, not an unbiased score.
-        "test-en": english[UD_ENGLISH_TRAIN_SENTENCES:],
+        "held-out-en": english[UD_ENGLISH_TRAIN_SENTENCES:],
         "test-de": _conllu_sentences(real_samples() / "udpos" / "de_gsd-ud-dev.conllu"),
     }
     for name, sentences in parts.items():
@@ -241,10 +269,49 @@ def stand_in_tasks() -> dict[str, Any]:
                 },
             },
             {
+                "name": "xquad_qnli_multilingual",
+                "description": "The QNLI-style pairs of the training articles (0-29) in "
+                "German, Chinese and Arabic, XQuAD's translations of the English ones; "
+                "validated on the English pairs: the stand-in of translate-train data.",
+                "family": "nli",
+                "format": "classification",
+                "labels": ["entailment", "not_entailment"],
+                "languages": ["en"],
+                "train_languages": [lang for lang in XQUAD_LANGUAGES if lang != "en"],
+                "max_length": 128,
+                "batch_size": 32,
+                "epochs": 2,
+                "splits": {
+                    split: {
+                        "local": {
+                            "path": f"xquad_qnli/{split}-{{lang}}.jsonl",
+                            "columns": {"text_a": "question", "text_b": "sentence"},
+                        }
+                    }
+                    for split in ("train", "validation")
+                },
+            },
+            {
+                "name": "tatoeba_text",
+                "description": "Tatoeba sentences as plain text per language (800 to train, "
+                "200 to validate), for masked language modelling: MAD-X language adapters.",
+                "family": "mlm",
+                "format": "mlm",
+                "metric": "mlm_accuracy",
+                "languages": list(TATOEBA_TEXT_LANGUAGES),
+                "max_length": 64,
+                "batch_size": 32,
+                "epochs": 1,
+                "splits": {
+                    split: {"local": {"path": f"tatoeba_text/{split}-{{lang}}.txt"}}
+                    for split in ("train", "validation")
+                },
+            },
+            {
                 "name": "ud_pos",
-                "description": "UPOS tagging: English EWT dev sentences split into train and "
-                "validation (also the English test set); German GSD dev as the zero-shot "
-                "test set.",
+                "description": "UPOS tagging: English EWT dev sentences split into train, "
+                "validation and an English test set (the last two by a hash of the sentence "
+                "id); German GSD dev as the zero-shot test set.",
                 "family": "syntax",
                 "format": "tagging",
                 "metric": "seqeval",
@@ -253,17 +320,29 @@ def stand_in_tasks() -> dict[str, Any]:
                 "max_length": 128,
                 "batch_size": 32,
                 "epochs": 1,
-                "splits": {
-                    split: {
-                        "local": {
-                            "path": f"ud_pos/{split}-{{lang}}.conllu",
-                            "file_format": "conllu",
-                        }
-                    }
-                    for split in ("train", "validation", "test")
-                },
+                "splits": _ud_pos_splits(),
             },
         ]
+    }
+
+
+def _ud_pos_splits() -> dict[str, Any]:
+    """English validation and test: complementary hashed parts of one file of held-out
+    sentences (disjoint by construction); German's test file as it is."""
+    held_out = {"path": "ud_pos/held-out-{lang}.conllu", "file_format": "conllu"}
+
+    def part(name: str) -> dict[str, Any]:
+        return {"fraction": UD_ENGLISH_VALIDATION_SHARE, "part": name}
+
+    return {
+        "train": {"local": {"path": "ud_pos/train-{lang}.conllu", "file_format": "conllu"}},
+        "validation": {"local": {**held_out, "holdout": part("held_out")}},
+        "test": {
+            "local": [
+                {**held_out, "holdout": part("rest"), "languages": ["en"]},
+                {"path": "ud_pos/test-{lang}.conllu", "file_format": "conllu"},
+            ]
+        },
     }
 
 
@@ -274,6 +353,7 @@ def write_stand_ins(out_dir: Path) -> Path:
     write_xquad_qnli(out_dir)
     write_ud_pos(out_dir)
     write_tatoeba(out_dir)
+    write_tatoeba_text(out_dir)
     spec_file = out_dir / "stand-in-tasks.yaml"
     _write(spec_file, yaml.safe_dump(stand_in_tasks(), sort_keys=False))
     return spec_file

@@ -3,8 +3,8 @@
 The pipeline asks this module for a phase's ``AdapterSetup`` and hands it to
 modeling, which builds it; nothing else about adapters reaches the pipeline.
 Adapter names: ``task_<head>`` for an intermediate task (one per head-sharing
-group), ``target_<task>`` for a fresh target adapter, ``lang_<code>`` for a
-language adapter (MAD-X).
+group), ``target_<task>`` for a fresh target adapter (or the target task's own
+adapter that AdapterFusion fuses), ``lang_<code>`` for a language adapter (MAD-X).
 """
 
 from __future__ import annotations
@@ -60,10 +60,39 @@ def intermediate_setup(
     return _with_language_adapters(setup, experiment.config, language_dirs)
 
 
-def target_setup(
-    experiment: ResolvedExperiment, inter_dir: Path | None, language_dirs: dict[str, Path]
+def fusion_target_adapter_setup(
+    experiment: ResolvedExperiment, language_dirs: dict[str, Path]
 ) -> AdapterSetup | None:
-    """The target phase's adapters: see ``TargetAdapterConfig`` for the four starts."""
+    """AdapterFusion's first stage for the target task (Pfeiffer et al. 2021): the target
+    task's own adapter, of the intermediate adapters' kind and options, trained alone
+    on the target task, to be fused with the intermediate ones; None unless the target
+    fuses it (``target.adapters.include_target``)."""
+    wanted = experiment.config.target.adapters
+    if wanted is None or wanted.start != "fusion" or not wanted.include_target:
+        return None
+    own = _own_target_adapter(experiment)
+    setup = AdapterSetup(
+        new=[own], head_adapters={experiment.target.head_name: own.name}, trained=[own.name]
+    )
+    return _with_language_adapters(setup, experiment.config, language_dirs)
+
+
+def _own_target_adapter(experiment: ResolvedExperiment) -> AdapterSpec:
+    inter = experiment.config.intermediate
+    assert inter is not None and inter.adapters is not None
+    name = target_adapter_name(experiment.target.name)
+    return AdapterSpec(name, inter.adapters.kind, inter.adapters.options)
+
+
+def target_setup(
+    experiment: ResolvedExperiment,
+    inter_dir: Path | None,
+    language_dirs: dict[str, Path],
+    own_adapter_dir: Path | None = None,
+) -> AdapterSetup | None:
+    """The target phase's adapters: see ``TargetAdapterConfig`` for the four starts.
+    ``own_adapter_dir``: the phase folder that trained the target task's own adapter
+    (``fusion_target_adapter_setup``), for a fusion that includes it."""
     wanted = experiment.config.target.adapters
     if wanted is None:
         return None
@@ -86,6 +115,11 @@ def target_setup(
     elif wanted.start == "fusion":
         assert restored is not None and wanted.kind is not None
         names = [spec.name for spec in restored.adapters]
+        if wanted.include_target:  # Pfeiffer et al. 2021 fuse the target's own adapter too
+            assert own_adapter_dir is not None
+            own = _own_target_adapter(experiment)
+            setup.restored.append(Restored(own_adapter_dir / BEST_DIR, (own,)))
+            names.append(own.name)
         setup.fusion = (names, wanted.kind, wanted.options)
         setup.train_fused_adapters = wanted.train_fused_adapters
         if wanted.train_fused_adapters:
@@ -130,7 +164,8 @@ def adapters_summary(config: ExperimentConfig) -> str:
         if target.start == "fresh":
             parts.append(f"target:{target.kind}")
         elif target.start == "fusion":
-            parts.append(f"target:fusion({target.kind})")
+            without = "" if target.include_target else ",intermediate-only"
+            parts.append(f"target:fusion({target.kind}{without})")
         else:
             parts.append(f"target:{target.start}({target.from_task})")
     if config.language_adapters is not None:

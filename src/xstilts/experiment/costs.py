@@ -12,6 +12,7 @@ examples per language (approximate where datasets differ by language).
 
 from __future__ import annotations
 
+from xstilts.config import TrainingConfig
 from xstilts.experiment.resolve import ResolvedExperiment
 from xstilts.formats import get_format
 
@@ -40,6 +41,9 @@ TRAIN_EXAMPLES: dict[str, int] = {
     "qqp": 363_846,
     "squad": 87_599,
     "squad_v2": 130_319,
+    # XTREME's translate-train: SQuAD v1.1 in ten languages, approximately (questions
+    # whose answer could not be aligned after translation are lost)
+    "squad_translate_train": 10 * 87_599,
     "hellaswag": 39_905,
     "ccg": 38_000,  # CCGbank sections 02-21, approximately
     "cosmosqa": 25_262,
@@ -84,12 +88,40 @@ def _parameters(experiment: ResolvedExperiment) -> float:
     return NON_EMBEDDING_PARAMETERS.get(experiment.config.model.name, 303e6)
 
 
-def _training_tokens(name: str, epochs: float, max_length: int, cap: int | None) -> float | None:
+def _examples_seen(
+    name: str,
+    training: TrainingConfig,
+    batch_size: int,
+    accumulation: int,
+    share: float = 1.0,
+) -> float | None:
+    """Examples one task of a phase trains on: ``share`` of the phase's ``max_steps``
+    batches when a step budget is set (a capped set is repeated as often as the budget
+    needs), else its epochs over the (capped) training set; None if its size is unknown."""
+    if training.max_steps is not None:
+        return training.max_steps * share * batch_size * accumulation
     size = TRAIN_EXAMPLES.get(name)
     if size is None:
         return None
-    examples = min(size, cap) if cap is not None else size
-    return examples * epochs * max_length * CHOICES.get(name, 1)
+    assert training.epochs is not None
+    cap = training.max_train_examples
+    return (min(size, cap) if cap is not None else size) * training.epochs
+
+
+def _tokens(name: str, examples: float | None, max_length: int) -> float | None:
+    if examples is None:
+        return None
+    return examples * max_length * CHOICES.get(name, 1)
+
+
+def _step_shares(names: list[str], cap: int | None) -> dict[str, float] | None:
+    """Each task's share of a multi-task phase's steps, proportional to its (capped)
+    size as the default sampler draws; None if a size is unknown."""
+    if any(name not in TRAIN_EXAMPLES for name in names):
+        return None
+    sizes = {name: min(TRAIN_EXAMPLES[name], cap or TRAIN_EXAMPLES[name]) for name in names}
+    total = sum(sizes.values())
+    return {name: size / total for name, size in sizes.items()}
 
 
 def intermediate_gpu_hours(experiment: ResolvedExperiment) -> float | None:
@@ -97,40 +129,47 @@ def intermediate_gpu_hours(experiment: ResolvedExperiment) -> float | None:
     inter = experiment.config.intermediate
     if inter is None:
         return 0.0
+    training = inter.training
+    names = [spec.name for spec in experiment.intermediate]
+    shares: dict[str, float] | None = {name: 1.0 for name in names}
+    if training.max_steps is not None and len(names) > 1:
+        shares = _step_shares(names, training.max_train_examples)
+    if shares is None:
+        return None
     tokens = 0.0
     for spec in experiment.intermediate:
         settings = inter.task_settings[spec.name]
-        assert settings.max_length is not None and inter.training.epochs is not None
-        count = _training_tokens(
-            spec.name, inter.training.epochs, settings.max_length, inter.training.max_train_examples
-        )
+        assert settings.max_length is not None and settings.batch_size is not None
+        share = shares[spec.name]
+        accumulation = settings.gradient_accumulation_steps or training.gradient_accumulation_steps
+        seen = _examples_seen(spec.name, training, settings.batch_size, accumulation, share)
+        count = _tokens(spec.name, seen, settings.max_length)
         if count is None:
             return None
         tokens += count
     return 6 * _parameters(experiment) * tokens / _flops_per_hour()
 
 
+def _phase_tokens(name: str, training: TrainingConfig) -> float | None:
+    """Training tokens of a single-task phase (a target or one of its stages)."""
+    assert training.max_length is not None and training.batch_size is not None
+    seen = _examples_seen(name, training, training.batch_size, training.gradient_accumulation_steps)
+    return _tokens(name, seen, training.max_length)
+
+
 def target_gpu_hours(experiment: ResolvedExperiment) -> float | None:
     """One target run: its stages, training (if the task trains) and evaluation in
     every language."""
     spec, training = experiment.target, experiment.config.target.training
-    assert training.max_length is not None and training.epochs is not None
+    assert training.max_length is not None
     flops = 0.0
     for stage, stage_spec in zip(experiment.config.target.stages, experiment.stages, strict=True):
-        assert stage.training.max_length is not None and stage.training.epochs is not None
-        tokens = _training_tokens(
-            stage_spec.name,
-            stage.training.epochs,
-            stage.training.max_length,
-            stage.training.max_train_examples,
-        )
+        tokens = _phase_tokens(stage_spec.name, stage.training)
         if tokens is None:
             return None
         flops += 6 * _parameters(experiment) * tokens
     if get_format(spec.format).trainable:
-        tokens = _training_tokens(
-            spec.name, training.epochs, training.max_length, training.max_train_examples
-        )
+        tokens = _phase_tokens(spec.name, training)
         if tokens is None:
             return None
         flops += 6 * _parameters(experiment) * tokens
@@ -140,3 +179,16 @@ def target_gpu_hours(experiment: ResolvedExperiment) -> float | None:
     eval_tokens = per_language * len(experiment.languages) * training.max_length
     flops += 2 * _parameters(experiment) * eval_tokens * CHOICES.get(spec.name, 1)
     return flops / _flops_per_hour()
+
+
+def language_adapter_gpu_hours(experiment: ResolvedExperiment) -> float | None:
+    """One MAD-X language adapter's training run: its step budget of masked language
+    modelling (the encoder's forward and backward pass dominate, though only the adapter
+    trains); None without max_steps (the size of a language's text is not known here)."""
+    madx = experiment.config.language_adapters
+    if madx is None or madx.training.max_steps is None:
+        return None
+    training = madx.training
+    assert training.max_length is not None and training.batch_size is not None
+    seen = training.max_steps * training.batch_size * training.gradient_accumulation_steps
+    return 6 * _parameters(experiment) * seen * training.max_length / _flops_per_hour()

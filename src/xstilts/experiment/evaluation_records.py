@@ -79,14 +79,19 @@ def fullest_key(run_dir: Path, split: str) -> EvaluationKey | None:
 RESULTS_FILE = "results.json"
 
 
-def is_complete(run_dir: Path, key: EvaluationKey, languages: list[str]) -> bool:
-    """Whether a run has readable results and the record of ``key`` scores every one of
-    ``languages`` (how grids tell finished runs; running an unfinished one again
-    trains nothing that is trained and evaluates only what is missing)."""
+def is_complete(
+    run_dir: Path, key: EvaluationKey, languages: list[str], benchmark: str | None = None
+) -> bool:
+    """Whether a run has readable results, summarised under ``benchmark`` (its
+    evaluation.benchmark), and the record of ``key`` scores every one of ``languages``
+    (how grids tell finished runs; running an unfinished one again trains nothing that
+    is trained, evaluates only what is missing and rewrites results.json)."""
     try:
-        json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+        results = json.loads((run_dir / RESULTS_FILE).read_text(encoding="utf-8"))
         record = load_record(run_dir, key)
     except (OSError, ValueError, XstiltsError):
+        return False
+    if not isinstance(results, dict) or results.get("benchmark") != benchmark:
         return False
     return all(lang in record["languages"] for lang in languages)
 

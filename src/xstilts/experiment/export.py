@@ -46,8 +46,12 @@ def selection_score(result: dict[str, Any]) -> tuple[str, float | None]:
 
     Trained targets: the best English validation score of target training. BUCC: the
     mean dev F1 of its calibration. Otherwise (Tatoeba has no dev data) there is no
-    score, and the most recent run is taken.
+    score, and the most recent run is taken. Both are ``validation_score`` in results
+    written by this version; older results are read as they are.
     """
+    if result.get("validation_score") is not None:
+        criterion = result.get("validation_from") or "validation score"
+        return str(criterion), float(result["validation_score"])
     training = result.get("training")
     if training and training.get("best_score") is not None:
         return "english validation", float(training["best_score"])
@@ -71,6 +75,7 @@ def select_runs(results: list[dict[str, Any]], benchmark: str) -> list[Selection
             and whole_split
         ):
             by_task.setdefault(result["target_task"], []).append(result)
+    _one_benchmark([r for runs in by_task.values() for r in runs], benchmark)
     chosen = []
     for task, candidates in sorted(by_task.items()):
 
@@ -80,9 +85,32 @@ def select_runs(results: list[dict[str, Any]], benchmark: str) -> list[Selection
 
         best = max(candidates, key=key)
         criterion, value = selection_score(best)
-        files = [Path(s["predictions"]).name for s in best["languages"].values()]
+        files = [Path(s["predictions"]).name for s in _benchmark_scores(best, benchmark)]
         chosen.append(Selection(task, best["_dir"], criterion, value, sorted(files)))
     return chosen
+
+
+def _one_benchmark(results: list[dict[str, Any]], benchmark: str) -> None:
+    """Refuse a submission of runs evaluated under different evaluation.benchmark
+    settings, or under another benchmark than the one exported."""
+    found = sorted({str(r.get("benchmark")) for r in results})
+    if len(found) > 1 or (found and found[0] not in ("None", benchmark)):
+        runs = ", ".join(found).replace("None", "none (every language)")
+        raise XstiltsError(
+            f"--benchmark {benchmark}: the runs found were evaluated under evaluation."
+            f"benchmark {runs}; export runs of one grid evaluated under {benchmark} (or "
+            "with it unset)"
+        )
+
+
+def _benchmark_scores(result: dict[str, Any], benchmark: str) -> list[dict[str, Any]]:
+    """The run's per-language entries of ``benchmark``'s languages (all of them in
+    results written before benchmark_averages)."""
+    languages = result["languages"]
+    averages = (result.get("benchmark_averages") or {}).get(benchmark)
+    if averages is None:
+        return list(languages.values())
+    return [languages[lang] for lang in averages["languages"] if lang in languages]
 
 
 def export_submission(source: Path, benchmark: str, out: Path) -> list[Selection]:

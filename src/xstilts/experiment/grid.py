@@ -23,7 +23,9 @@ from xstilts.experiment import costs, evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import EvaluationKey
 from xstilts.experiment.executors import Job, JobKind
 from xstilts.experiment.pipeline import LANGUAGE_ADAPTERS_DIR, language_dirs
+from xstilts.experiment.report_spec import REPORT_SPEC_FILE, ReportSpec
 from xstilts.experiment.resolve import resolve, with_samples
+from xstilts.io import atomic_write_json
 from xstilts.tasks import TaskRegistry, load_registry
 from xstilts.train.loop import phase_result
 
@@ -69,13 +71,14 @@ class GridSpec(StrictModel):
 class GridConfig(StrictModel):
     name: str | None = None
     grid: GridSpec
+    report: ReportSpec = Field(default_factory=ReportSpec)
     base: dict[str, Any] = Field(
         default_factory=dict, description="Experiment keys shared by every run of the grid."
     )
     scales: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named variants of the whole grid (e.g. cpu): each replaces the keys it "
-        "names under 'grid' and 'base'; chosen with scale (--set scale=cpu).",
+        "names under 'grid', 'base' and 'report'; chosen with scale (--set scale=cpu).",
     )
     scale: str | None = None
 
@@ -94,6 +97,10 @@ class PlannedRun:
     """Why the last attempt failed, when it did (from the run folder's status)."""
     gpu_hours: float | None = None
     """Estimated GPU-hours (experiment/costs.py); None where no estimate exists."""
+    languages: tuple[str, ...] = ()
+    """A target run's evaluation languages."""
+    benchmark: str | None = None
+    """A target run's evaluation.benchmark."""
 
 
 @dataclass
@@ -164,11 +171,11 @@ def with_scale(payload: dict[str, Any], source: str) -> dict[str, Any]:
         known = ", ".join(sorted(scales)) or "none"
         raise XstiltsError(f"{source}: scale '{scale}' is not defined (its scales: {known})")
     chosen = scales[scale] or {}
-    unknown = sorted(set(chosen) - {"grid", "base"})
+    unknown = sorted(set(chosen) - {"grid", "base", "report"})
     if unknown:
-        raise XstiltsError(f"{source}: scales.{scale} may set grid and base, not {unknown}")
+        raise XstiltsError(f"{source}: scales.{scale} may set grid, base and report, not {unknown}")
     scaled = copy.deepcopy(payload)
-    for section in ("grid", "base"):
+    for section in ("grid", "base", "report"):
         scaled.setdefault(section, {}).update(copy.deepcopy(chosen.get(section) or {}))
     if scaled.get("name"):
         scaled["name"] = f"{scaled['name']}-{scale}"
@@ -184,6 +191,7 @@ def plan_grid(
     unknown = sorted(set(spec.option_settings) - set(spec.intermediate))
     if unknown:
         raise XstiltsError(f"{source}: grid.option_settings names unknown options {unknown}")
+    check_report_options(grid, source)
     language_adapters: dict[str, PlannedRun] = {}
     intermediates: dict[str, PlannedRun] = {}
     targets: list[PlannedRun] = []
@@ -224,6 +232,7 @@ def plan_grid(
                             done,
                             config_yaml,
                             last_error=None if done else _last_error(folder),
+                            gpu_hours=costs.language_adapter_gpu_hours(experiment),
                         )
                 needs = tuple(folder.name for folder in adapter_dirs.values())
                 inter_name = experiment.intermediate_name
@@ -248,6 +257,7 @@ def plan_grid(
                     run_dir,
                     EvaluationKey(evaluation.split, evaluation.max_examples),
                     experiment.languages,
+                    evaluation.benchmark,
                 )
                 targets.append(
                     PlannedRun(
@@ -261,14 +271,40 @@ def plan_grid(
                         depends_on=(*needs, *([inter_name] if inter_name else [])),
                         last_error=None if finished else _last_error(run_dir),
                         gpu_hours=costs.target_gpu_hours(experiment),
+                        languages=tuple(experiment.languages),
+                        benchmark=evaluation.benchmark,
                     )
                 )
     return Plan([*language_adapters.values(), *intermediates.values(), *targets])
 
 
+def check_report_options(grid: GridConfig, source: str = "grid") -> None:
+    """Every option label the report section names is an option of the grid ('baseline'
+    also names the grid's baseline), so a typo fails before any work, not in the report."""
+    report, options = grid.report, set(grid.grid.intermediate)
+    named: list[tuple[str, str]] = []
+    if report.baseline is not None:
+        named.append(("report.baseline", report.baseline))
+    for index, comparison in enumerate(report.comparisons):
+        against = comparison.against
+        named.append((f"report.comparisons[{index}].option", comparison.option))
+        for label in [against] if isinstance(against, str) else against:
+            named.append((f"report.comparisons[{index}].against", label))
+    for key, label in named:
+        if label not in options and label != "baseline":
+            known = ", ".join(options)
+            raise XstiltsError(f"{source}: {key} '{label}' is no option of the grid ({known})")
+
+
 def _last_error(folder: Path) -> str | None:
     status = run_folder.read_status(folder)
     return status.get("error") if status and status.get("state") == "failed" else None
+
+
+def save_report_spec(grid: GridConfig, out_root: Path) -> None:
+    """Keep the grid's report section beside its runs, for ``xstilts report``."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_root / REPORT_SPEC_FILE, grid.report.model_dump(mode="json"))
 
 
 def load_grid(path: Path) -> GridConfig:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from xstilts.errors import XstiltsError
 from xstilts.experiment.executors import Executor, JobResult, LocalExecutor
-from xstilts.experiment.grid import GridConfig, Plan, plan_grid
+from xstilts.experiment.grid import GridConfig, Plan, plan_grid, save_report_spec
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def print_plan(plan: Plan, console: Console) -> None:
         failed = sum(r.last_error is not None for r in runs)
         table.add_row(label, str(len(runs)), str(finished), str(len(runs) - finished), str(failed))
     console.print(table)
+    console.print(_languages_line(plan), highlight=False)
     console.print(_cost_line(plan), highlight=False)
     pending = [r for r in plan.runs if not r.finished]
     if pending:
@@ -75,6 +76,18 @@ def print_plan(plan: Plan, console: Console) -> None:
         if len(pending) > MAX_LISTED:
             listing.add_row("...", f"{len(pending) - MAX_LISTED} more", "", "", "", "")
         console.print(listing)
+
+
+def _languages_line(plan: Plan) -> str:
+    """What the target runs evaluate: which benchmark's languages, how many in all."""
+    targets = {run.target: run for run in plan.targets}
+    languages = {lang for run in plan.targets for lang in run.languages}
+    benchmarks = sorted({str(run.benchmark) for run in plan.targets})
+    chosen = ", ".join(benchmarks).replace("None", "none (every language of each task)")
+    return (
+        f"evaluation: {len(languages)} languages over {len(targets)} targets; "
+        f"evaluation.benchmark: {chosen}"
+    )
 
 
 def _cost_line(plan: Plan) -> str:
@@ -106,6 +119,7 @@ def run_grid(
     jobs = plan.jobs(out_root, grid.grid.resources)
     if dry_run:
         return []
+    save_report_spec(grid, out_root)
     if not jobs:
         console.print("nothing to run: every run of the grid is finished")
         return []

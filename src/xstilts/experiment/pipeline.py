@@ -30,7 +30,7 @@ from xstilts.config import (
 )
 from xstilts.errors import XstiltsError
 from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit, accelerator_sharding
-from xstilts.experiment import adapter_plans, evaluation_records, run_folder
+from xstilts.experiment import adapter_plans, evaluation_records, run_folder, summaries
 from xstilts.experiment.evaluation_records import RESULTS_FILE, EvaluationKey
 from xstilts.experiment.resolve import ResolvedExperiment, resolve
 from xstilts.experiment.run_folder import STAGES_DIR, RunLock, damage_hint, marked, restart
@@ -228,17 +228,23 @@ class _Runner:
 
     def _train_split(self, spec: TaskSpec, training: TrainingConfig) -> LoadedSplit:
         """The training examples: the train splits of all of the task's training
-        languages (English, unless the spec says otherwise), concatenated."""
-        parts = [
-            self._load(spec, "train", lang, training.max_train_examples)
-            for lang in spec.train_languages
-        ]
-        if len(parts) == 1:
-            return parts[0]
-        key = (spec.name, "train", "+".join(spec.train_languages), training.max_train_examples)
+        languages (English, unless the spec says otherwise), concatenated.
+        ``max_train_examples`` caps the whole, a random subset of all languages together,
+        so that a capped multilingual task trains on as many examples as a capped
+        English one."""
+        cap = training.max_train_examples
+        if len(spec.train_languages) == 1:
+            return self._load(spec, "train", spec.train_languages[0], cap)
+        key = (spec.name, "train", "+".join(spec.train_languages), cap)
         if key not in self.splits:
+            parts = [self._load(spec, "train", lang, None) for lang in spec.train_languages]
             examples = datasets.concatenate_datasets([part.examples for part in parts])
-            fingerprint = config_hash({"parts": [part.fingerprint for part in parts]})
+            payload: dict[str, Any] = {"parts": [part.fingerprint for part in parts]}
+            if cap is not None and len(examples) > cap:
+                seed = self.config.data.subsample_seed_for(self.config.seed)
+                examples = get_format(spec.format).subsample(examples, cap, seed)
+                payload["subsample"] = f"{cap}@{seed}"
+            fingerprint = config_hash(payload)
             dropped = sum(part.dropped for part in parts)
             self.splits[key] = LoadedSplit(
                 spec.name, "train", key[2], examples, fingerprint, dropped
@@ -275,7 +281,7 @@ class _Runner:
                 mode=self.config.data.source,
                 data_dir=self.config.data.data_dir,
                 max_examples=max_examples,
-                subsample_seed=self.config.data.subsample_seed,
+                subsample_seed=self.config.data.subsample_seed_for(self.config.seed),
             )
             if split == "train":
                 loaded = self._filter_training(spec, loaded)
@@ -401,6 +407,7 @@ class _Runner:
             log.info("target phase already trained: reusing %s", self.run_dir / BEST_DIR)
             return
         evaluation_records.clear(self.run_dir)  # they scored a model about to be replaced
+        self._train_own_fusion_adapter()
         training = self.config.target.training
         settings = _single_task_settings(training)
         plan = _TaskPlan(self.experiment.target, settings, 1.0, 1.0)
@@ -412,6 +419,29 @@ class _Runner:
             self._target_setup(),
             handed_head=self._handed_head(),
         )
+
+    def _own_fusion_adapter_dir(self) -> Path | None:
+        """Where the target task's own adapter trains before AdapterFusion fuses it with
+        the intermediate ones (``target.adapters.include_target``); else None."""
+        if adapter_plans.fusion_target_adapter_setup(self.experiment, {}) is None:
+            return None
+        return self.run_dir / STAGES_DIR / f"fusion-{self.experiment.target.name}"
+
+    def _train_own_fusion_adapter(self) -> None:
+        """AdapterFusion's first stage for the target task (Pfeiffer et al. 2021): its own
+        adapter, trained alone on it, from the encoder the fusion phase starts from."""
+        folder = self._own_fusion_adapter_dir()
+        if folder is None or phase_result(folder).is_file():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        with marked(folder), log_to_file(folder / "train.log"):
+            run_folder.clean_scratch(folder)
+            log.info("AdapterFusion: training the target task's own adapter in %s", folder)
+            atomic_write_text(folder / CONFIG_FILE, self.config.to_yaml())
+            training = self.config.target.training
+            plan = _TaskPlan(self.experiment.target, _single_task_settings(training), 1.0, 1.0)
+            setup = adapter_plans.fusion_target_adapter_setup(self.experiment, self.language_dirs)
+            self._train([plan], training, folder, self._target_start(), setup)
 
     def _train(
         self,
@@ -538,7 +568,9 @@ class _Runner:
         return adapter_plans.intermediate_setup(self.experiment, self.language_dirs)
 
     def _target_setup(self) -> AdapterSetup | None:
-        return adapter_plans.target_setup(self.experiment, self.inter_dir, self.language_dirs)
+        return adapter_plans.target_setup(
+            self.experiment, self.inter_dir, self.language_dirs, self._own_fusion_adapter_dir()
+        )
 
     def _target_start(self) -> Path | None:
         """The encoder the target phase starts from: the last stage's, else the
@@ -655,10 +687,15 @@ class _Runner:
 
     def _results(self, spec: TaskSpec, record: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
-        scores: dict[str, dict[str, Any]] = record["languages"]
+        reported = set(self.experiment.reported_languages)
+        # Under a benchmark, only its languages: the averages are the benchmark's.
+        scores: dict[str, dict[str, Any]] = {
+            lang: values for lang, values in record["languages"].items() if lang in reported
+        }
         main_key = get_metric(spec.metric).main_key
         trained = phase_result(self.run_dir).is_file()
         training = read_json(phase_result(self.run_dir)) if trained else None
+        validation, validation_from = summaries.validation_score(training, scores)
         values = {lang: s[main_key] for lang, s in scores.items() if main_key in s}
         zero_shot = [v for lang, v in values.items() if lang != "en"]
         english = None
@@ -693,10 +730,17 @@ class _Runner:
             "metric": main_key,
             "split": record["split"],
             "evaluation": {"split": record["split"], "max_examples": record["max_examples"]},
+            "benchmark": cfg.evaluation.benchmark,
+            "languages_from": self.experiment.languages_from,
             "languages": scores,
             "average": statistics.fmean(values.values()) if values else None,
             "average_zero_shot": statistics.fmean(zero_shot) if zero_shot else None,
+            "benchmark_averages": summaries.benchmark_averages(
+                spec, scores, main_key, cfg.evaluation.benchmark
+            ),
             "english": english,
+            "validation_score": validation,
+            "validation_from": validation_from,
             "training": (
                 {k: training[k] for k in ("steps", "best_step", "best_score")}
                 if training is not None

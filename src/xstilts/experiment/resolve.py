@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from xstilts.config import (
     ExperimentConfig,
@@ -28,6 +28,11 @@ from xstilts.tasks import TaskRegistry, TaskSpec, load_registry
 from xstilts.tasks.loading import with_label_file
 from xstilts.tasks.profiles import profile_settings
 
+LanguagesFrom = Literal["benchmark", "task", "evaluation.languages"]
+"""benchmark: evaluation.benchmark's languages of the target; task: all of the target's
+languages (no benchmark set, or a target of no benchmark); evaluation.languages: the
+config's own list."""
+
 
 @dataclass
 class ResolvedExperiment:
@@ -44,6 +49,11 @@ class ResolvedExperiment:
     """Language -> the folder name of its adapter's training run."""
     stages: list[TaskSpec] = field(default_factory=list)
     """The tasks of ``target.stages``, in order."""
+    languages_from: LanguagesFrom = "task"
+    """What chose ``languages`` (see ``_languages``)."""
+    reported_languages: list[str] = field(default_factory=list)
+    """The languages results.json may report: evaluation.benchmark's of the target, else
+    all of the target's (the scores of others stay in the run's evaluation records)."""
 
     @property
     def cache_dir(self) -> Path:
@@ -78,7 +88,9 @@ def resolve(
         with_label_file(_stage_task(registry, config, index), data_dir, required=not planning)
         for index in range(len(config.target.stages))
     ]
-    languages = _languages(config, target)
+    reported, languages_from = _allowed_languages(config, target, registry)
+    languages, languages_from = _languages(config, target, reported, languages_from)
+    _check_held_out(config, target, languages)
     language_task = None
     if config.language_adapters is not None:
         language_task = _task(registry, config.language_adapters.task, "language_adapters.task")
@@ -99,6 +111,7 @@ def resolve(
     )
     for stage, spec in zip(resolved.target.stages, stages, strict=True):
         stage.training = _fill_defaults(_with_profile(stage.training, spec, config.profile), spec)
+        stage.training = _with_target_adversarial(stage.training, resolved.target.training)
     resolved.evaluation.languages = languages
     if resolved.language_adapters is not None:
         assert language_task is not None
@@ -138,6 +151,8 @@ def resolve(
         language_task,
         language_adapter_names,
         stages,
+        languages_from,
+        reported,
     )
 
 
@@ -214,19 +229,69 @@ def _stage_task(registry: TaskRegistry, config: ExperimentConfig, index: int) ->
     return spec
 
 
-def _languages(config: ExperimentConfig, target: TaskSpec) -> list[str]:
+def _languages(
+    config: ExperimentConfig, target: TaskSpec, allowed: list[str], chosen_by: LanguagesFrom
+) -> tuple[list[str], LanguagesFrom]:
+    """The languages to evaluate (``allowed`` unless evaluation.languages picks some of
+    them), and what chose them."""
     wanted = config.evaluation.languages
     if wanted is None:
-        return list(target.languages)
-    unknown = [lang for lang in wanted if lang not in target.languages]
+        return list(allowed), chosen_by
+    unknown = [lang for lang in wanted if lang not in allowed]
     if unknown:
+        whose = (
+            f"{config.evaluation.benchmark}'s languages of task"
+            if chosen_by == "benchmark"
+            else "the languages of task"
+        )
         raise XstiltsError(
-            f"evaluation.languages: {', '.join(unknown)} not among the languages of task "
-            f"'{target.name}' ({', '.join(target.languages)})"
+            f"evaluation.languages: {', '.join(unknown)} not among {whose} "
+            f"'{target.name}' ({', '.join(allowed)})"
         )
     if not wanted:
         raise XstiltsError("evaluation.languages: give at least one language, or leave it unset")
-    return list(wanted)
+    return list(wanted), "evaluation.languages"
+
+
+def _allowed_languages(
+    config: ExperimentConfig, target: TaskSpec, registry: TaskRegistry
+) -> tuple[list[str], LanguagesFrom]:
+    """evaluation.benchmark's languages of the target when it is set and the target
+    belongs to benchmarks; else all of the target's languages (a target of no benchmark,
+    such as the CPU-scale stand-ins, stands in for one: it keeps its own languages)."""
+    benchmark = config.evaluation.benchmark
+    if benchmark is None or not target.benchmarks:
+        return list(target.languages), "task"
+    if benchmark not in target.benchmarks:
+        members = ", ".join(s.name for s in registry if benchmark in s.benchmarks)
+        raise XstiltsError(
+            f"evaluation.benchmark: task '{target.name}' is not part of {benchmark} (it is "
+            f"part of {', '.join(target.benchmarks)}); allowed targets: {members}, a task of "
+            "no benchmark, or another evaluation.benchmark"
+        )
+    return list(target.benchmark_languages.get(benchmark, target.languages)), "benchmark"
+
+
+def _check_held_out(config: ExperimentConfig, target: TaskSpec, languages: list[str]) -> None:
+    """No test example may choose anything: where the target's validation split is read
+    (English, to select the trained checkpoint; every language a format calibrates on,
+    BUCC's threshold), it must not share data with the test split evaluated."""
+    if config.evaluation.split != "test":
+        return
+    fmt = get_format(target.format)
+    read = set(languages) if fmt.needs_calibration(target) else set()
+    if fmt.trainable and "en" in languages:
+        read.add("en")
+    mode = "local" if config.data.source == "samples" else config.data.source
+    for lang in sorted(read):
+        shared = target.shared_data("validation", "test", lang, mode)
+        if shared:
+            raise XstiltsError(
+                f"task '{target.name}' ({target.origin}): its validation and test splits in "
+                f"'{lang}' read the same data ({shared[0]}), so test examples would choose "
+                "the checkpoint or threshold; give validation other data, or a 'holdout' "
+                "complementary to the test source's"
+            )
 
 
 def _with_profile(training: TrainingConfig, spec: TaskSpec, profile: str) -> TrainingConfig:
@@ -237,6 +302,17 @@ def _with_profile(training: TrainingConfig, spec: TaskSpec, profile: str) -> Tra
         if key not in training.model_fields_set
     }
     return training.model_copy(update=chosen) if chosen else training
+
+
+def _with_target_adversarial(stage: TrainingConfig, target: TrainingConfig) -> TrainingConfig:
+    """A stage without adversarial settings of its own takes the target phase's:
+    adversarial target training covers the whole target protocol (XCOPA's SIQA stage,
+    Tatoeba's SQuAD stage, which is all the training a Tatoeba target has). A stage
+    opts out with {method: none}. By value, not by the keys a file set: a grid hands
+    its runs full config dumps."""
+    if stage.adversarial is not None or target.adversarial is None:
+        return stage
+    return stage.model_copy(update={"adversarial": target.adversarial})
 
 
 def _fill_defaults(training: TrainingConfig, spec: TaskSpec) -> TrainingConfig:

@@ -5,6 +5,8 @@ the database is a disposable, long-format index of them: one row per
 (run, language, metric). Besides the metric values of each language it holds a
 derived metric ``score``, the per-language XTREME task score: (EM + F1) / 2 for
 QA tasks (main metric ``f1`` with ``exact_match`` present), otherwise the main metric.
+``benchmark`` is the run's evaluation.benchmark (NULL: every language of its task).
+A database written by an older xstilts (other columns) is rebuilt from the run folders.
 
 Writes are crash-safe: :func:`index_run` replaces a run's rows in one transaction,
 and :func:`rebuild` builds a fresh database next to the old one and swaps it in
@@ -48,6 +50,7 @@ COLUMNS = (
     "target_trained",
     "target",
     "target_family",
+    "benchmark",
     "seed",
     "language",
     "metric",
@@ -72,6 +75,7 @@ CREATE TABLE IF NOT EXISTS results (
     target_trained INTEGER,
     target TEXT NOT NULL,
     target_family TEXT,
+    benchmark TEXT,
     seed INTEGER,
     language TEXT NOT NULL,
     metric TEXT NOT NULL,
@@ -106,7 +110,11 @@ def language_score(values: dict[str, Any], main_metric: str) -> float | None:
 
 
 def _validation_score(results: dict[str, Any]) -> float | None:
-    """The target phase's best English validation score (model selection without test)."""
+    """The run's validation score (model selection without test): ``validation_score``
+    (target training's best English validation score, or BUCC's mean dev F1), else,
+    in results written before that key, target training's best score."""
+    if "validation_score" in results:
+        return _number(results["validation_score"])
     training = results.get("training") or {}
     return _number(training.get("best_score"))
 
@@ -144,6 +152,7 @@ def result_rows(results: dict[str, Any], results_path: Path | str | None = None)
         "target_trained": _trained(results, "target"),
         "target": results["target_task"],
         "target_family": results.get("task_family"),
+        "benchmark": results.get("benchmark"),
         "seed": results.get("seed"),
         "run_dir": run_dir,
         "results_path": str(results_path) if results_path is not None else None,
@@ -272,7 +281,7 @@ def load_table(grid_dir: Path | str, *, sync_missing: bool = True) -> list[dict[
     grid_dir = Path(grid_dir)
     db_path = db_path_for(grid_dir)
     try:
-        if not db_path.is_file():
+        if not db_path.is_file() or _older_schema(db_path):
             rebuild(grid_dir)
         elif sync_missing:
             sync(grid_dir)
@@ -281,6 +290,17 @@ def load_table(grid_dir: Path | str, *, sync_missing: bool = True) -> list[dict[
         log.warning("rebuilding %s: %s", db_path, err)
         rebuild(grid_dir)
         return _select(db_path)
+
+
+def _older_schema(db_path: Path) -> bool:
+    """Whether the database was written by an xstilts with other columns (its rows are
+    then re-read from the run folders, not dropped unread)."""
+    conn = sqlite3.connect(db_path, timeout=30)
+    try:
+        columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(results)"))
+    finally:
+        conn.close()
+    return columns != COLUMNS
 
 
 def _select(db_path: Path) -> list[dict[str, Any]]:

@@ -89,13 +89,19 @@ def mask_tokens(
 class MaskedLMHead(nn.Module):
     """The non-base child of a ``*ForMaskedLM`` model: hidden states -> vocabulary logits."""
 
-    def __init__(self, name: str, module: nn.Module) -> None:
+    def __init__(self, name: str, module: nn.Module, output_path: str | None = None) -> None:
         super().__init__()
         self.child_name = name
         self.add_module(name, module)
+        self.output_path = output_path
+        """Where its output embeddings (the vocabulary projection) sit inside it."""
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return getattr(self, self.child_name)(hidden_states)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        """The vocabulary projection, the head's last layer (after its transform)."""
+        return None if self.output_path is None else self.get_submodule(self.output_path)
 
 
 class MaskedLM(TaskFormat):
@@ -282,7 +288,12 @@ def masked_lm_head(encoder: PreTrainedModel) -> MaskedLMHead:
             f"model '{name or config.model_type}': expected one masked-LM head module beside "
             f"the base model, found {names}"
         )
-    head = MaskedLMHead(*children[0])
+    child_name, child = children[0]
+    output_path = next(
+        (f"{child_name}.{path}" for path, module in child.named_modules() if module is output),
+        None,
+    )
+    head = MaskedLMHead(child_name, child, output_path)
     if getattr(config, "tie_word_embeddings", True) and output is not None:
         embeddings = encoder.get_input_embeddings().weight
         if output.weight.shape != embeddings.shape:

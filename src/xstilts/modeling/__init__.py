@@ -16,7 +16,7 @@ from xstilts.modeling.encoders import (
     tiny_tokenizer_path,
     weights_fingerprint,
 )
-from xstilts.modeling.multitask import MultiTaskModel
+from xstilts.modeling.multitask import MultiTaskModel, float32_forward
 from xstilts.modeling.saving import (
     HEADS_FILE,
     load_head_as,
@@ -35,6 +35,7 @@ __all__ = [
     "Restored",
     "attach_adapters",
     "build_encoder",
+    "float32_forward",
     "freeze",
     "load_head_as",
     "load_heads",

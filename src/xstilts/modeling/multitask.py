@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from xstilts.errors import XstiltsError
 from xstilts.formats import TaskFormat
 from xstilts.formats.base import Batch, Outputs
 from xstilts.modeling.adapter_setup import AdapterRoutes, AdapterSetup
+
+_FLOAT32: ContextVar[bool] = ContextVar("xstilts_float32_forward", default=False)
+
+
+@contextmanager
+def float32_forward() -> Iterator[None]:
+    """Forward passes of every ``MultiTaskModel`` called inside run in float32, even
+    under a run's mixed precision (whose autocast Accelerate puts around ``forward``)."""
+    token = _FLOAT32.set(True)
+    try:
+        yield
+    finally:
+        _FLOAT32.reset(token)
 
 
 class MultiTaskModel(nn.Module):
@@ -36,6 +53,13 @@ class MultiTaskModel(nn.Module):
         """Which adapters run for each head."""
 
     def forward(self, head: str, batch: Batch) -> Outputs:
+        if _FLOAT32.get():
+            # Inside Accelerate's autocast wrapper of this very method: switch it off.
+            with torch.autocast(self.encoder.device.type, enabled=False):
+                return self._forward(head, batch)
+        return self._forward(head, batch)
+
+    def _forward(self, head: str, batch: Batch) -> Outputs:
         fmt, module = self.formats[head], self.heads[head]
         if self.routes is None:
             return fmt.forward(self.encoder, module, batch)
@@ -54,14 +78,31 @@ class MultiTaskModel(nn.Module):
 
 
 class _InvertedHead:
-    """A vocabulary head behind the active invertible language adapter run in reverse
-    (MAD-X); without one, the encoder passes the states through unchanged."""
+    """A vocabulary head with the active invertible language adapter run in reverse
+    right before its output embeddings (MAD-X, Pfeiffer et al. 2020, as the adapters
+    library's own LM heads do): after the head's transform (dense, activation,
+    LayerNorm), on the input of the tied vocabulary projection. Without an invertible
+    adapter the encoder passes the states through unchanged."""
 
     def __init__(self, encoder: PreTrainedModel, head: nn.Module) -> None:
         self.encoder, self.head = encoder, head
 
     def __call__(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        output = getattr(self.head, "get_output_embeddings", lambda: None)()
+        if output is None:
+            raise XstiltsError(
+                f"{type(self.head).__name__}: no output embeddings to run the invertible "
+                "language adapter in reverse before"
+            )
+        handle = output.register_forward_pre_hook(self._invert)
+        try:
+            return self.head(hidden_states)
+        finally:
+            handle.remove()
+
+    def _invert(self, module: nn.Module, args: tuple) -> tuple:
+        states = args[0]
         # The library's invertible adapters expect [batch, length, hidden].
-        batched = hidden_states.unsqueeze(0) if hidden_states.dim() == 2 else hidden_states
+        batched = states.unsqueeze(0) if states.dim() == 2 else states
         inverted = self.encoder.invertible_adapters_forward(batched, rev=True)
-        return self.head(inverted.reshape(hidden_states.shape))
+        return (inverted.reshape(states.shape), *args[1:])

@@ -13,7 +13,7 @@ import numpy as np
 
 from xstilts.report.data import GridScores
 from xstilts.report.robustness import RobustnessRow
-from xstilts.report.significance import stars
+from xstilts.report.statistics import stars
 from xstilts.report.tables import MainRow
 
 
@@ -25,7 +25,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def heatmap(rows: list[MainRow], targets: list[str], path: Path) -> Path:
-    """Difference to the baseline, intermediate option x target task (* p < 0.05)."""
+    """Difference to the baseline, intermediate option x target task (* significant
+    after the main table's correction)."""
     rows = [r for r in rows if not r.option.is_baseline] or rows
     data = np.array(
         [
@@ -47,7 +48,12 @@ def heatmap(rows: list[MainRow], targets: list[str], path: Path) -> Path:
             cell = row.cells[target]
             if cell is not None and cell.diff is not None:
                 ax.text(
-                    j, i, f"{cell.diff:+.2g}{stars(cell.p)}", ha="center", va="center", fontsize=8
+                    j,
+                    i,
+                    f"{cell.diff:+.2g}{stars(cell.test)}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
                 )
     fig.colorbar(image, ax=ax, label="difference to baseline")
     ax.set_title("Difference to baseline")

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from xstilts.report.render import Table, to_html
-from xstilts.report.significance import __doc__ as SIGNIFICANCE_DOC
+from xstilts.report.statistics import __doc__ as STATISTICS_DOC
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; }
@@ -29,7 +29,7 @@ def embed_png(path: Path) -> str:
 def page(title: str, tables: list[Table], figures: list[Path], summary: list[str] = ()) -> str:
     """``summary``: computed sentences shown above the tables."""
     esc = html.escape
-    method = " ".join((SIGNIFICANCE_DOC or "").split())
+    method = " ".join((STATISTICS_DOC or "").split())
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -41,7 +41,7 @@ def page(title: str, tables: list[Table], figures: list[Path], summary: list[str
             else []
         ),
         *[to_html(t) for t in tables],
-        "<h2>Significance</h2>",
+        "<h2>Statistics</h2>",
         f'<p class="note">{esc(method)}</p>',
         "<h2>Figures</h2>",
         *[

@@ -2,28 +2,30 @@
 worst language, the spread over languages and the gap between English and the
 zero-shot languages, each compared with the baseline's.
 
-Significance: a paired bootstrap over seeds and languages. Both the option's and the
-baseline's [seed x language] score matrices (the seeds and languages they share)
-are resampled with the same draws (seeds with replacement, languages with
-replacement; for the gap, English is kept and the other languages are resampled),
-each statistic's difference (option - baseline) is recomputed, and the two-sided
-p-value is that of the shifted null, as for the mean: (1 + #{|D_b - D| >= |D|}) /
-(1 + resamples). Fewer than 5 (seed, language) pairs get no test.
+Unit: the run. Every statistic but the SD over seeds is computed within each run (its
+lowest language score, its SD over languages, its English minus its non-English mean)
+and compared as one number per run with the permutation test of
+:mod:`xstilts.report.statistics`. The SD over seeds is a spread between runs; it is
+compared by a Brown-Forsythe-style permutation test: each run's absolute deviation
+from its option's median run score, option against baseline. All comparisons of the
+table are corrected together (Holm by default).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from xstilts.report.data import GridScores, Option
-from xstilts.report.significance import MIN_PAIRS, RESAMPLES, SEED
+from xstilts.report.statistics import Correction, RunComparison, compare_runs, corrected
 
 STATISTICS = ("mean", "seed_sd", "worst", "language_sd", "gap")
-"""What a robustness row reports: mean; SD over seeds of the task score; the lowest
-per-language mean; SD over languages of the per-language means; English minus the
-mean of the other languages."""
+"""What a robustness row reports: the mean run score; the SD over seeds of the run
+scores; the mean over runs of each run's lowest language score; the mean over runs of
+each run's SD over languages; the mean over runs of English minus the mean of the
+other languages."""
 
 
 @dataclass
@@ -32,119 +34,105 @@ class RobustnessRow:
     target: str
     values: dict[str, float | None]
     worst_language: str | None
+    """The language with the lowest mean score (descriptive)."""
+    n: int = 0
     diffs: dict[str, float | None] = field(default_factory=dict)
-    p: dict[str, float | None] = field(default_factory=dict)
+    tests: dict[str, RunComparison | None] = field(default_factory=dict)
 
 
-def _matrix(grid: GridScores, label: str, target: str) -> tuple[list, list[str], np.ndarray]:
-    seeds = grid.seeds(label, target)
-    per_seed = [grid.lang[(label, target, s)] for s in seeds]
-    languages = sorted(set.intersection(*(set(p) for p in per_seed)) if per_seed else set())
-    languages.sort(key=lambda lg: (lg != "en", lg))
-    values = np.array([[p[lg] for lg in languages] for p in per_seed], dtype=float)
-    return seeds, languages, values
+def per_run(grid: GridScores, label: str, target: str) -> dict[str, list[float]]:
+    """Each within-run statistic, one value per run (runs in seed order)."""
+    languages = grid.languages(target)
+    others = [lg for lg in languages if lg != "en"]
+    out: dict[str, list[float]] = {"mean": [], "worst": [], "language_sd": [], "gap": []}
+    for seed in grid.seeds(label, target):
+        scores = grid.lang[(label, target, seed)]
+        values = [scores[lg] for lg in languages if lg in scores]
+        if len(values) != len(languages) or not values:
+            continue
+        out["mean"].append(statistics.fmean(values))
+        out["worst"].append(min(values))
+        if len(values) > 1:
+            out["language_sd"].append(statistics.stdev(values))
+        if "en" in languages and others:
+            out["gap"].append(scores["en"] - statistics.fmean(scores[lg] for lg in others))
+    return out
 
 
-def statistics_of(values: np.ndarray, languages: list[str]) -> dict[str, float | None]:
-    """The robustness statistics of one [seed x language] matrix."""
-    by_language = values.mean(axis=0)
-    by_seed = values.mean(axis=1)
-    others = [i for i, lg in enumerate(languages) if lg != "en"]
-    gap = None
-    if "en" in languages and others:
-        gap = float(by_language[languages.index("en")] - by_language[others].mean())
-    return {
-        "mean": float(values.mean()),
-        "seed_sd": float(by_seed.std(ddof=1)) if len(by_seed) > 1 else None,
-        "worst": float(by_language.min()),
-        "language_sd": float(by_language.std(ddof=1)) if len(by_language) > 1 else None,
-        "gap": gap,
+def _values(runs: dict[str, list[float]]) -> dict[str, float | None]:
+    means = runs["mean"]
+    values: dict[str, float | None] = {
+        name: statistics.fmean(runs[name]) if runs[name] else None
+        for name in ("mean", "worst", "language_sd", "gap")
     }
+    values["seed_sd"] = statistics.stdev(means) if len(means) > 1 else None
+    return values
+
+
+def _worst_language(grid: GridScores, label: str, target: str) -> str | None:
+    languages = grid.languages(target)
+    if not languages:
+        return None
+    means = {
+        lg: statistics.fmean(grid.run_scores(label, target, [lg]).values()) for lg in languages
+    }
+    return min(means, key=lambda lg: means[lg])
+
+
+def _spread_test(mine: list[float], theirs: list[float], seed: int) -> RunComparison | None:
+    """SD over seeds, option against baseline: permutation test of the runs' absolute
+    deviations from their own option's median; the difference shown is of the SDs."""
+    if len(mine) < 2 or len(theirs) < 2:
+        return None
+    test = compare_runs(
+        list(np.abs(np.array(mine) - np.median(mine))),
+        list(np.abs(np.array(theirs) - np.median(theirs))),
+        seed=seed,
+    )
+    if test is None:
+        return None
+    return replace(test, diff=statistics.stdev(mine) - statistics.stdev(theirs), ci=None)
 
 
 def robustness_rows(
-    grid: GridScores, *, resamples: int = RESAMPLES, seed: int = SEED
+    grid: GridScores, correction: Correction = "holm", *, seed: int = 0
 ) -> list[RobustnessRow]:
     rows = []
     base = grid.baseline
     for target in grid.targets:
+        base_runs = per_run(grid, base.label, target) if base is not None else None
         for option in grid.options:
-            _, languages, values = _matrix(grid, option.label, target)
-            if values.size == 0:
+            runs = per_run(grid, option.label, target)
+            if not runs["mean"]:
                 continue
             row = RobustnessRow(
                 option,
                 target,
-                statistics_of(values, languages),
-                languages[int(values.mean(axis=0).argmin())],
+                _values(runs),
+                _worst_language(grid, option.label, target),
+                n=len(runs["mean"]),
             )
-            if base is not None and not option.is_baseline:
-                _compare(grid, row, base.label, resamples, seed)
+            if base_runs is not None and base_runs["mean"] and not option.is_baseline:
+                _compare(row, runs, base_runs, seed)
             rows.append(row)
+    slots = [(r, name) for r in rows for name in STATISTICS if r.tests.get(name) is not None]
+    fixed = corrected([r.tests[name] for r, name in slots], correction)
+    for (row, name), test in zip(slots, fixed, strict=True):
+        row.tests[name] = test
     return rows
 
 
-def _compare(grid: GridScores, row: RobustnessRow, base: str, resamples: int, seed: int) -> None:
-    """Differences to the baseline and their paired bootstrap p-values."""
-    mine_seeds, mine_languages, _ = _matrix(grid, row.option.label, row.target)
-    base_seeds, base_languages, _ = _matrix(grid, base, row.target)
-    seeds = [s for s in mine_seeds if s in base_seeds]
-    languages = [lg for lg in mine_languages if lg in base_languages]
-    if not seeds or not languages:
-        return
-    mine = _aligned(grid, row.option.label, row.target, seeds, languages)
-    theirs = _aligned(grid, base, row.target, seeds, languages)
-    a, b = statistics_of(mine, languages), statistics_of(theirs, languages)
-    row.diffs = {k: None if a[k] is None or b[k] is None else a[k] - b[k] for k in STATISTICS}
-    if mine.size < MIN_PAIRS:
-        return
-    rng = np.random.default_rng(seed)
-    seed_draws = rng.integers(0, len(seeds), (resamples, len(seeds)))
-    language_draws = rng.integers(0, len(languages), (resamples, len(languages)))
-    draws = _resampled(mine, seed_draws, language_draws) - _resampled(
-        theirs, seed_draws, language_draws
-    )
-    others = [i for i, lg in enumerate(languages) if lg != "en"]
-    if "en" in languages and others:  # the gap keeps English and resamples the others
-        picked = np.array(others)[rng.integers(0, len(others), (resamples, len(others)))]
-        english = languages.index("en")
-        draws["gap"] = _gaps(mine, seed_draws, english, picked) - _gaps(
-            theirs, seed_draws, english, picked
-        )
+def _compare(
+    row: RobustnessRow, runs: dict[str, list[float]], base: dict[str, list[float]], seed: int
+) -> None:
+    theirs = _values(base)
     for name in STATISTICS:
-        d = row.diffs.get(name)
-        if d is None or name not in draws:
-            row.p[name] = None
-            continue
-        extreme = np.abs(draws[name] - d) >= abs(d) - 1e-12
-        row.p[name] = float((1 + extreme.sum()) / (1 + resamples))
+        mine, other = row.values.get(name), theirs.get(name)
+        row.diffs[name] = None if mine is None or other is None else mine - other
+    for name in ("mean", "worst", "language_sd", "gap"):
+        row.tests[name] = compare_runs(runs[name], base[name], seed=seed)
+    row.tests["seed_sd"] = _spread_test(runs["mean"], base["mean"], seed)
 
 
-def _aligned(grid: GridScores, label: str, target: str, seeds: list, languages: list[str]):
-    return np.array(
-        [[grid.lang[(label, target, s)][lg] for lg in languages] for s in seeds], dtype=float
-    )
-
-
-class _Draws(dict):
-    def __sub__(self, other: _Draws) -> _Draws:
-        return _Draws({k: self[k] - other[k] for k in self if k in other})
-
-
-def _resampled(values: np.ndarray, seeds: np.ndarray, languages: np.ndarray) -> _Draws:
-    """Each statistic but the gap, for every resample at once: [resamples]."""
-    cube = values[seeds[:, :, None], languages[:, None, :]]  # [resamples, seeds, languages]
-    by_language, by_seed = cube.mean(axis=1), cube.mean(axis=2)
-    draws = _Draws(mean=cube.mean(axis=(1, 2)), worst=by_language.min(axis=1))
-    if values.shape[0] > 1:
-        draws["seed_sd"] = by_seed.std(axis=1, ddof=1)
-    if values.shape[1] > 1:
-        draws["language_sd"] = by_language.std(axis=1, ddof=1)
-    return draws
-
-
-def _gaps(values: np.ndarray, seeds: np.ndarray, english: int, others: np.ndarray) -> np.ndarray:
-    rows = values[seeds]  # [resamples, seeds, languages]
-    english_mean = rows[:, :, english].mean(axis=1)
-    other_means = np.take_along_axis(rows, others[:, None, :].repeat(rows.shape[1], 1), 2)
-    return english_mean - other_means.mean(axis=(1, 2))
+def robustness_tests(rows: list[RobustnessRow]) -> list[RunComparison]:
+    return [t for r in rows for t in r.tests.values() if t is not None]

@@ -1,82 +1,179 @@
 """A few computed sentences that answer a grid's question, for the top of its report.
 
-Every number comes from the tables below it; nothing here is written by hand.
+Every number comes from the tables below it; nothing here is written by hand. Which
+option a sentence names is chosen on validation scores, never on test scores; a
+difference is called detectable only when its corrected p-value is below alpha.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
+from xstilts.report.data import GridScores
 from xstilts.report.layout import Fmt, metric_words
 from xstilts.report.robustness import RobustnessRow
-from xstilts.report.tables import AdversarialRow, MainRow, XtremeScore
+from xstilts.report.statistics import (
+    CORRECTION_WORDS,
+    Correction,
+    RunComparison,
+    pooled_sd,
+    power_words,
+)
+from xstilts.report.tables import (
+    AdversarialRow,
+    MainRow,
+    QuestionRow,
+    XtremeScore,
+    choose_on_validation,
+    main_tests,
+)
+
+ROBUSTNESS_WORDS = {
+    "seed_sd": "SD over seeds",
+    "worst": "worst-language score",
+    "language_sd": "SD over languages",
+    "gap": "en - zero-shot gap",
+}
 
 
-def _p(p: float | None) -> str:
-    return "" if p is None else f" (p = {p:.3g})"
+def result_words(test: RunComparison | None, fmt: Fmt) -> str:
+    """'+1.2 [-0.3, +2.5], p = 0.008 (corrected 0.03): detectable' and the like."""
+    if test is None:
+        return "not tested (runs missing on one side)"
+    text = fmt.diff(test.diff)
+    if test.ci is not None:
+        text += f" [{fmt.diff(test.ci[0])}, {fmt.diff(test.ci[1])}]"
+    if test.p is None:
+        return text + ", not testable with these runs"
+    text += f", p = {test.p:.3g}"
+    if test.p_adjusted is not None and test.p_adjusted != test.p:
+        text += f" (corrected {test.p_adjusted:.3g})"
+    return text + (
+        ": a detectable difference" if test.significant else ": no detectable difference"
+    )
 
 
 def summary(
+    grid: GridScores,
     rows: list[MainRow],
     score: XtremeScore,
     robustness: list[RobustnessRow],
     adversarial: list[AdversarialRow],
-    metric: str,
+    questions: list[QuestionRow],
     fmt: Fmt,
+    *,
+    question: str | None = None,
+    correction: Correction = "holm",
 ) -> list[str]:
-    lines = [f"Compared by {metric_words(metric)}."]
-    targets = list(score.best)
-    for target in targets:
-        scored = [r for r in rows if not r.option.is_baseline and r.cells[target] is not None]
-        if not scored:
-            continue
-        top = max(scored, key=lambda r: r.cells[target].mean)  # type: ignore[union-attr]
-        cell = top.cells[target]
-        assert cell is not None
-        if cell.diff is not None:
-            lead = (
-                f"the highest mean is {top.option.label}'s"
-                if cell.diff > 0
-                else f"no option beats the baseline; the closest is {top.option.label}"
-            )
-            lines.append(
-                f"{target}: {lead}, {fmt.num(cell.mean)}, {fmt.diff(cell.diff)} against the "
-                f"baseline{_p(cell.p)}."
-            )
+    lines = [f"Question: {question}"] if question else []
+    counts = sorted({c.n for r in rows for c in r.cells.values() if c is not None})
+    lines.append(
+        f"Compared by {metric_words(grid.metric)}; the unit is the run "
+        f"({', '.join(map(str, counts))} per option and target), tested by an exact "
+        f"permutation test, {CORRECTION_WORDS[correction]} within each table."
+    )
+    sd = pooled_sd([grid.task_scores(o.label, t) for o in grid.options for t in grid.targets])
+    lines.append(power_words(main_tests(rows), sd, correction, fmt.num))
+    lines.extend(_question_lines(questions, fmt))
+    lines.extend(_chosen_lines(grid, rows, fmt))
     if score.best_score is not None and score.baseline_score is not None:
-        chosen = ", ".join(f"{t} {score.best_option[t]}" for t in targets)
+        chosen = ", ".join(f"{t} {score.best_option[t]}" for t in grid.targets)
         lines.append(
-            f"Choosing the option per target on English validation ({chosen}) gives an "
-            f"XTREME-style score of {fmt.num(score.best_score)} against the baseline's "
-            f"{fmt.num(score.baseline_score)} "
+            f"Choosing the option per target on validation ({chosen}) gives an XTREME-style "
+            f"score over all {len(grid.targets)} targets of {fmt.num(score.best_score)} "
+            f"against the baseline's {fmt.num(score.baseline_score)} "
             f"({fmt.diff(score.best_score - score.baseline_score)})."
         )
-    lines.extend(_robustness_lines(robustness, fmt))
+    lines.extend(_robustness_lines(robustness))
     for row in adversarial:
-        if row.zero_shot_diff is not None:
-            lines.append(
-                f"{row.target}: {row.option.label} against {row.counterpart.label} changes "
-                f"the non-English mean by {fmt.diff(row.zero_shot_diff)}{_p(row.p)}."
-            )
+        lines.append(
+            f"{row.target}: {row.option.label} against {row.counterpart.label}, non-English "
+            f"mean: {result_words(row.test, fmt)}."
+        )
     return lines
 
 
-def _robustness_lines(rows: list[RobustnessRow], fmt: Fmt) -> list[str]:
-    """Per target: the option with the lowest SD over seeds and the one with the
-    smallest English-to-zero-shot gap, each against the baseline."""
+def _question_lines(rows: list[QuestionRow], fmt: Fmt) -> list[str]:
+    """The study's comparisons: one sentence per comparison against a chosen option,
+    one per (option, target) against a list of named options."""
+    lines = []
+    named: dict[tuple[str, str], list[QuestionRow]] = defaultdict(list)
+    for row in rows:
+        if row.how == "named":
+            named[(row.option, row.target)].append(row)
+        elif row.reference is None:
+            lines.append(f"{row.target}: {row.option} has no reference to compare with.")
+        else:
+            lines.append(
+                f"{row.target}: {row.option} against {row.reference} ({row.how}): "
+                f"{result_words(row.test, fmt)}."
+            )
+    for (option, target), members in named.items():
+        if len(members) <= 2:
+            lines.extend(
+                f"{target}: {option} against {m.reference}: {result_words(m.test, fmt)}."
+                for m in members
+            )
+            continue
+        better = [m.reference for m in members if m.test and m.test.significant and m.test.diff > 0]
+        worse = [m.reference for m in members if m.test and m.test.significant and m.test.diff < 0]
+        rest = len(members) - len(better) - len(worse)
+        parts = []
+        if better:
+            parts.append(f"detectably better than {', '.join(map(str, better))}")
+        if worse:
+            parts.append(f"detectably worse than {', '.join(map(str, worse))}")
+        parts.append(f"no detectable difference from the other {rest}")
+        lines.append(f"{target}: {option} against each of {len(members)}: {'; '.join(parts)}.")
+    return lines
+
+
+def _chosen_lines(grid: GridScores, rows: list[MainRow], fmt: Fmt) -> list[str]:
+    """Per target: the intermediate option chosen on validation and its test result
+    against the baseline (never the option with the best test score)."""
+    lines = []
+    by_label = {r.option.label: r for r in rows}
+    for target in grid.targets:
+        candidates = [
+            r.option.label
+            for r in rows
+            if not r.option.is_baseline and r.option.tasks and r.cells[target] is not None
+        ]
+        chosen, rule = choose_on_validation(grid, candidates, target)
+        if chosen is None:
+            continue
+        cell = by_label[chosen].cells[target]
+        assert cell is not None
+        how = "on validation" if rule == "validation" else "by proxy (validation of other targets)"
+        lines.append(
+            f"{target}: the option chosen {how} is {chosen}, {fmt.num(cell.mean)} on test; "
+            f"against the baseline {result_words(cell.test, fmt)}."
+        )
+    return lines
+
+
+def _robustness_lines(rows: list[RobustnessRow]) -> list[str]:
+    """Per target: which robustness statistics differ detectably from the baseline's
+    (after correction), or that none does."""
     lines = []
     for target in dict.fromkeys(row.target for row in rows):
-        members = [r for r in rows if r.target == target]
-        base = next((r for r in members if r.option.is_baseline), None)
-        others = [r for r in members if not r.option.is_baseline]
-        if base is None or not others:
+        members = [r for r in rows if r.target == target and not r.option.is_baseline]
+        tested = [r for r in members if any(t is not None for t in r.tests.values())]
+        if not tested:
             continue
-        for name, words in (("seed_sd", "SD over seeds"), ("gap", "en - zero-shot gap")):
-            known = [r for r in others if r.values.get(name) is not None]
-            if not known or base.values.get(name) is None:
-                continue
-            best = min(known, key=lambda r: abs(r.values[name]))  # type: ignore[arg-type]
+        found = [
+            f"{r.option.label}'s {words} ({'lower' if (r.diffs.get(name) or 0) < 0 else 'higher'})"
+            for r in tested
+            for name, words in ROBUSTNESS_WORDS.items()
+            if (test := r.tests.get(name)) is not None and test.significant
+        ]
+        if found:
             lines.append(
-                f"{target}: the smallest {words} is {best.option.label}'s, "
-                f"{fmt.num(best.values[name])} against the baseline's "
-                f"{fmt.num(base.values[name])}{_p(best.p.get(name))}."
+                f"{target}: robustness differing detectably from the baseline: {', '.join(found)}."
+            )
+        else:
+            lines.append(
+                f"{target}: no option's SD over seeds, worst-language score, SD over "
+                "languages or en - zero-shot gap differs detectably from the baseline's."
             )
     return lines

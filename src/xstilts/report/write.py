@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xstilts.errors import XstiltsError
+from xstilts.experiment.report_spec import ReportSpec, saved_report_spec
 from xstilts.experiment.results_db import SCORE_METRIC
 from xstilts.report import csv_tables, figures
 from xstilts.report.data import load_grid
@@ -12,16 +13,26 @@ from xstilts.report.html import page
 from xstilts.report.layout import (
     Fmt,
     adversarial_table,
+    baseline_comparisons_table,
+    fallbacks_table,
     family_table,
     main_table,
     parameters_table,
+    question_table,
     robustness_table,
     xtreme_table,
 )
 from xstilts.report.render import to_latex, to_markdown
 from xstilts.report.robustness import robustness_rows
+from xstilts.report.statistics import Correction
 from xstilts.report.summary import summary
-from xstilts.report.tables import adversarial_rows, family_rows, main_rows, xtreme_score
+from xstilts.report.tables import (
+    adversarial_rows,
+    family_rows,
+    main_rows,
+    question_rows,
+    xtreme_score,
+)
 
 
 def write_report(
@@ -29,15 +40,19 @@ def write_report(
     out_dir: Path | str,
     *,
     target_for_languages: str | None = None,
-    metric: str = SCORE_METRIC,
-    resamples: int = 10_000,
+    metric: str | None = None,
+    correction: Correction | None = None,
     seed: int = 0,
 ) -> list[Path]:
     """Write every report file of ``grid_dir`` into ``out_dir``; returns the paths.
-    ``metric``: the per-language number options are compared by (the XTREME task score,
-    or any metric key the runs record, e.g. ``f1``)."""
+    ``metric``: the per-language number options are compared by (default: the grid's
+    report.metric, else the XTREME task score); ``correction``: multiple comparisons
+    within each table (default: the grid's report.correction, Holm)."""
     grid_dir, out_dir = Path(grid_dir), Path(out_dir)
-    grid = load_grid(grid_dir, metric)
+    spec = saved_report_spec(grid_dir) or ReportSpec()
+    metric = metric or spec.metric or SCORE_METRIC
+    correction = correction or spec.correction
+    grid = load_grid(grid_dir, metric, baseline=spec.baseline)
     if not grid.targets:
         raise XstiltsError(f"{grid_dir}: no finished runs with scores to report")
     target = target_for_languages or grid.targets[0]
@@ -45,30 +60,58 @@ def write_report(
         raise XstiltsError(f"unknown target '{target}'; known: {', '.join(grid.targets)}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    rows = main_rows(grid, resamples=resamples, seed=seed)
-    families = family_rows(rows, grid.targets, grid, resamples=resamples, seed=seed)
+    rows = main_rows(grid, correction, seed=seed)
+    families = family_rows(rows, grid.targets, grid, correction, seed=seed)
     score = xtreme_score(rows, grid)
+    questions = question_rows(grid, spec.comparisons, correction, seed=seed)
     fmt = Fmt(rows)
-    tables = [
-        main_table(rows, grid.targets, metric),
+    uneven = {t: grid.uneven_languages(t) for t in grid.targets if grid.uneven_languages(t)}
+    language_notes = (
+        grid.languages_words(),
+        *(
+            f"{t}: {', '.join(langs)} left out of every average (not evaluated by every run)."
+            for t, langs in uneven.items()
+        ),
+    )
+    tables = []
+    if questions:
+        tables.append(question_table(questions, fmt, metric, correction))
+    tables += [
+        main_table(rows, grid.targets, metric, correction, language_notes),
         xtreme_table(score, grid.targets, fmt),
-        family_table(families, grid.targets, fmt),
+        family_table(families, grid.targets, fmt, correction),
     ]
-    robustness = robustness_rows(grid, resamples=resamples, seed=seed)
-    tables.append(robustness_table(robustness, fmt, metric))
+    robustness = robustness_rows(grid, correction, seed=seed)
+    tables.append(robustness_table(robustness, fmt, metric, correction))
     if any(row.option.adapters for row in rows):
         tables.append(parameters_table(rows, grid, fmt))
-    adversarial = adversarial_rows(grid, resamples=resamples, seed=seed)
+    adversarial = adversarial_rows(grid, correction, seed=seed)
     if adversarial:
-        tables.append(adversarial_table(adversarial, fmt))
+        tables.append(adversarial_table(adversarial, fmt, correction))
+    tables.append(baseline_comparisons_table(rows, grid.targets, fmt))
+    fallbacks = fallbacks_table(grid)
+    if fallbacks is not None:
+        tables.append(fallbacks)
     written = [
         csv_tables.write_main_csv(rows, grid.targets, out_dir / "main.csv"),
         csv_tables.write_xtreme_csv(score, grid.targets, out_dir / "xtreme.csv"),
         csv_tables.write_family_csv(families, grid.targets, out_dir / "families.csv"),
     ]
+    if questions:
+        written.append(csv_tables.write_question_csv(questions, out_dir / "question.csv"))
     if adversarial:
         written.append(csv_tables.write_adversarial_csv(adversarial, out_dir / "adversarial.csv"))
-    answers = summary(rows, score, robustness, adversarial, metric, fmt)
+    answers = summary(
+        grid,
+        rows,
+        score,
+        robustness,
+        adversarial,
+        questions,
+        fmt,
+        question=spec.question,
+        correction=correction,
+    )
     md = out_dir / "tables.md"
     md.write_text(
         f"# {grid.name}\n\n"

@@ -126,11 +126,17 @@ def _read_source(
     keep = {column: re.compile(pattern) for column, pattern in source.where.items()}
     examples: list[dict[str, object]] = []
     dropped = 0
+    id_column = source.columns.get(ID_FIELD, ID_FIELD)
     for index, (location, row) in enumerate(located):
         if keep and not all(
             pattern.search(str(_raw_value(row, column))) for column, pattern in keep.items()
         ):
             continue
+        if source.holdout is not None:
+            # The same id as the example gets below: its own, else its position.
+            raw_id = _raw_value(row, id_column) if isinstance(id_column, str) else None
+            if not source.holdout.keeps(raw_id or str(index)):
+                continue
         if drop and isinstance(label_column, str) and _raw_value(row, label_column) in drop:
             dropped += 1
             continue

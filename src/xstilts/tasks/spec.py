@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SplitName = Literal["train", "validation", "test"]
 SourceMode = Literal["hub", "local"]
@@ -33,6 +41,34 @@ PLAIN_LANGUAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 PLAIN_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 CODE_PLACEHOLDER = "{code}"
+
+
+class Holdout(BaseModel):
+    """A deterministic part of a source's examples, chosen by a hash of each example's
+    id (its position when it has none): one file serves two splits without overlap.
+
+    An example is held out when the first 8 bytes of SHA-256 of its id, read as a
+    fraction of 2**64, fall below ``fraction``; ``part`` keeps those (``held_out``) or
+    all others (``rest``). The choice depends on the id alone: not on the order of the
+    file, the other examples, a seed or ``max_examples``. Examples must stand alone
+    (not retrieval's source and target sides, which would lose their pairs).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    fraction: float = Field(gt=0, lt=1, description="Share of the examples held out.")
+    part: Literal["held_out", "rest"] = Field(
+        description="held_out: keep the held-out share; rest: keep every other example."
+    )
+
+    def keeps(self, example_id: str) -> bool:
+        digest = hashlib.sha256(example_id.encode("utf-8")).digest()
+        held_out = int.from_bytes(digest[:8], "big") < self.fraction * 2**64
+        return held_out == (self.part == "held_out")
+
+    def complements(self, other: Holdout) -> bool:
+        """Whether the two keep disjoint parts of the same examples."""
+        return self.fraction == other.fraction and self.part != other.part
 
 
 class DataSource(BaseModel):
@@ -85,6 +121,20 @@ class DataSource(BaseModel):
     languages: list[str] | None = Field(
         None, description="Languages this source serves; unset means every language."
     )
+    holdout: Holdout | None = Field(
+        None,
+        description="Keep only a deterministic hashed share of the examples (or all "
+        "others): e.g. a validation split held out of a training file.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_holdout(self, handler: Any) -> dict[str, Any]:
+        # Unset, the key is left out of dumps: run ids and data fingerprints (computed
+        # from them) stay those of sources written before the key existed.
+        dumped = handler(self)
+        if self.holdout is None:
+            dumped.pop("holdout", None)
+        return dumped
 
     @field_validator("path", mode="before")
     @classmethod
@@ -116,12 +166,32 @@ class DataSource(BaseModel):
         return DataSource.model_validate(fill(self.model_dump()))
 
     def describe(self) -> str:
+        held = ""
+        if self.holdout is not None:
+            held = f" ({self.holdout.part} of a {self.holdout.fraction:g} hashed holdout)"
+        return " or ".join(self.origins()) + held
+
+    def origins(self) -> list[str]:
+        """The underlying data this source reads: the hub split, or each candidate file."""
         if self.hub is not None:
             parts = [self.hub, self.config, self.split]
             at = f"@{self.revision}" if self.revision else ""
-            return "hub:" + "/".join(p for p in parts if p) + at
+            return ["hub:" + "/".join(p for p in parts if p) + at]
         assert self.path is not None
-        return " or ".join(self.path)
+        return list(self.path)
+
+    def may_overlap(self, other: DataSource) -> bool:
+        """Whether the two sources may share an example: they read the same data, their
+        holdouts do not keep complementary parts of it, and their ``where`` filters do
+        not select on a common column with different patterns (taken as the task's
+        declaration of two subsets: regexes cannot be proven disjoint)."""
+        if not set(self.origins()) & set(other.origins()):
+            return False
+        held = (self.holdout, other.holdout)
+        if held[0] is not None and held[1] is not None and held[0].complements(held[1]):
+            return False
+        common = set(self.where) & set(other.where)
+        return all(self.where[column] == other.where[column] for column in common)
 
 
 class SplitSources(BaseModel):
@@ -229,3 +299,15 @@ class TaskSpec(BaseModel):
         specific = [s for s in candidates if s.languages is not None and lang in s.languages]
         chosen = specific or [s for s in candidates if s.languages is None]
         return [s.for_language(lang, self.codes.get(lang, lang)) for s in chosen]
+
+    def shared_data(
+        self, first: SplitName, second: SplitName, lang: str, mode: SourceMode
+    ) -> list[str]:
+        """The data two splits may share in ``lang`` (see ``DataSource.may_overlap``),
+        described; empty when they are disjoint."""
+        return [
+            f"{a.describe()} / {b.describe()}"
+            for a in self.sources(first, lang, mode)
+            for b in self.sources(second, lang, mode)
+            if a.may_overlap(b)
+        ]

@@ -9,23 +9,36 @@ that layer in a forward pass (a dual encoder calls it twice), on real tokens onl
 distributions of their outputs the smoothness regularisers compare
 (``TaskFormat.distributions``).
 
-Methods (defaults in ``config.ADVERSARIAL_OPTIONS``):
+Methods, each by default as its paper has it (defaults in
+``config.ADVERSARIAL_OPTIONS``; README "Adversarial training" lists the options that
+differ):
 
 - ``fgm`` (Miyato et al. 2017): the clean loss, plus the loss at the perturbation
-  ``epsilon * g / ||g||`` along the clean loss's embedding gradient.
+  ``epsilon * g / ||g||_2`` along the clean loss's embedding gradient.
 - ``pgd`` (Madry et al. 2018): a random start in the ``epsilon`` ball, ``steps``
-  projected ascent steps of ``step_size`` (L2 or L-inf), the loss at the end point.
+  projected ascent steps of ``step_size`` (L2: along g / ||g||_2; L-inf: along
+  sign(g)), trained on the loss at the end point only (``adversarial_loss``).
 - ``freelb`` (Zhu et al. 2020): ``steps`` forward passes at successive perturbations
-  (random start of ``init_magnitude``); each pass's parameter gradients are
-  accumulated at weight 1/steps, and the perturbation ascends between passes,
-  projected onto the ``epsilon`` ball unless ``epsilon`` is 0.
-- ``smart`` (Jiang et al. 2020): the loss plus ``lambda`` times the symmetric KL
-  between clean and perturbed outputs, the perturbation starting from N(0, sigma^2)
-  and taking ``steps`` L-inf-normalised ascent steps of ``step_size``; ``mu`` > 0 adds
-  the Bregman proximal point term against a momentum (``beta``) teacher.
+  (random start of ``init_magnitude``) under one dropout mask (``dropout: fixed``);
+  each pass's parameter gradients are accumulated at weight 1/steps, and the
+  perturbation ascends between passes, projected onto the ``epsilon`` ball unless
+  ``epsilon`` is 0.
+- ``smart`` (Jiang et al. 2020, Algorithm 1): the loss plus ``lambda`` times the
+  symmetric KL between clean and perturbed outputs, the perturbation starting from
+  N(0, sigma^2) and taking ``steps`` ascent steps of ``step_size`` along the gradient
+  over its L-inf norm (per token, as the reference code, or per example), projected
+  onto the L-inf ball of radius ``epsilon``; plus ``mu`` times the Bregman proximal
+  point term, the symmetric KL to a momentum teacher whose momentum is ``beta_early``
+  for the first ``beta_early_fraction`` of updates and ``beta`` after.
 - ``r3f`` (Aghajanyan et al. 2021): the loss plus ``lambda`` times the symmetric KL
   between clean outputs and outputs under normal or uniform noise of scale
   ``sigma``; no ascent.
+
+Precision: perturbations and noise are float32 tensors, divergences are computed in
+float32, and with ``precision: float32`` (the default) a method's forward passes run
+in float32 too, whatever the run's mixed precision: a perturbation of 1e-5 is below
+the resolution of bf16 activations, and under autocast it would be rounded away
+(SMART's and R3F's regularisers then measure rounding, not smoothness).
 
 Randomness comes from a generator the loop seeds with (seed, step, micro-batch), so a
 resumed run draws the same perturbations.
@@ -37,13 +50,15 @@ import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xstilts.config import AdversarialConfig
+from xstilts.config import ADVERSARIAL_OPTIONS, AdversarialConfig
 from xstilts.formats.base import Outputs
+from xstilts.modeling import float32_forward
 
 TINY = 1e-12  # keeps normalisations finite on an all-zero gradient
 SMART_EPSILON = 1e-6
@@ -71,8 +86,9 @@ class MicroBatch:
 Terms = dict[str, torch.Tensor]
 """What a step reports, per micro-batch and unscaled, as detached device scalars (the
 loop reads them once per logging interval, not once per step): ``loss`` (the task
-loss) and the method's terms (``adversarial_loss``, ``regulariser``, ``proximal``,
-``perturbation_norm``)."""
+loss on clean inputs, where the method computes it) and the method's terms
+(``adversarial_loss``, ``regulariser``, ``proximal``, ``perturbation_norm``). The term
+named by the objective's ``trained_term`` is always there."""
 
 
 # ---------------------------------------------------------------------------
@@ -84,7 +100,7 @@ output shape ([rows, tokens, hidden])."""
 
 
 def zeros(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    return torch.zeros(shape, device=mask.device)
+    return torch.zeros(shape, device=mask.device, dtype=torch.float32)
 
 
 class EmbeddingPerturbation:
@@ -114,6 +130,10 @@ class EmbeddingPerturbation:
             handle.remove()
             self.deltas, self.masks, self._init = [], [], None
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.embedding.parameters()).device
+
     def new_pass(self) -> None:
         """Call before each forward pass: the next call is the first again."""
         self._call = 0
@@ -124,11 +144,12 @@ class EmbeddingPerturbation:
             assert self._init is not None
             ids = inputs[0]
             real = ~torch.isin(ids, self.special_ids.to(ids.device))
-            mask = real.unsqueeze(-1).to(output.dtype)
+            mask = real.unsqueeze(-1).float()
             self.masks.append(mask)
             self.deltas.append(self._leaf(self._init(mask, output.shape) * mask))
-        # Times the mask again: gradients never flow to padding or special tokens.
-        return output + (self.deltas[index] * self.masks[index]).to(output.dtype)
+        # Times the mask again: gradients never flow to padding or special tokens. The
+        # sum is taken in float32 (the delta's dtype) before any cast to the output's.
+        return (output + self.deltas[index] * self.masks[index]).to(output.dtype)
 
     def _leaf(self, delta: torch.Tensor) -> torch.Tensor:
         delta = delta.detach()
@@ -156,7 +177,7 @@ def row_norm(tensor: torch.Tensor, norm: str) -> torch.Tensor:
 
 def normalised(gradient: torch.Tensor, norm: str, epsilon: float = TINY) -> torch.Tensor:
     """The gradient over its row norm (plus ``epsilon``): the L2 unit direction, or
-    (L-inf) g / ||g||_inf as FreeLB and SMART take it."""
+    (L-inf) g / ||g||_inf as FreeLB takes it."""
     return gradient / (row_norm(gradient, norm) + epsilon)
 
 
@@ -207,13 +228,17 @@ def _detached(logits: list[torch.Tensor]) -> list[torch.Tensor]:
 class Objective:
     """Standard training: one forward and one backward pass."""
 
+    trained_term: ClassVar[str] = "loss"
+    """The term the step trains on: the loop checks that it is finite."""
+
     def step(self, micro: MicroBatch) -> Terms:
         loss = micro.loss(micro.forward())
         micro.backward(loss * micro.scale)
         return {"loss": loss.detach()}
 
-    def attach(self, model: nn.Module) -> None:
-        """Called once before training starts, with the (unwrapped) model."""
+    def attach(self, model: nn.Module, total_steps: int) -> None:
+        """Called once before training starts, with the (unwrapped) model and the
+        phase's number of optimizer updates."""
         return None
 
     # Objectives with state across steps (SMART's teacher) keep it in checkpoints.
@@ -223,15 +248,44 @@ class Objective:
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         return None
 
-    def after_optimizer_step(self, model: nn.Module) -> None:
+    def after_optimizer_step(self, model: nn.Module, update: int) -> None:
+        """Called after each optimizer update; ``update`` counts them from 1 (it comes
+        from the loop's step, so a resumed run goes on counting where it stopped)."""
         return None
 
 
-class FGM(Objective):
-    def __init__(self, epsilon: float) -> None:
-        self.epsilon = epsilon
+class Adversarial(Objective):
+    """A method's step, run in float32 (``precision: float32``) or under the run's
+    autocast (``precision: autocast``)."""
+
+    def __init__(self, precision: str) -> None:
+        self.precision = precision
 
     def step(self, micro: MicroBatch) -> Terms:
+        if self.precision != "float32":
+            return self._step(micro)
+        # Off here for what the step computes itself (losses, divergences), and, through
+        # float32_forward, inside the model's forward, where Accelerate turns it on.
+        with torch.autocast(micro.seam.device.type, enabled=False), float32_forward():
+            return self._step(micro)
+
+    def _step(self, micro: MicroBatch) -> Terms:
+        raise NotImplementedError
+
+
+_DEFAULTS = ADVERSARIAL_OPTIONS
+
+
+class FGM(Adversarial):
+    def __init__(
+        self,
+        epsilon: float = _DEFAULTS["fgm"]["epsilon"],
+        precision: str = _DEFAULTS["fgm"]["precision"],
+    ) -> None:
+        super().__init__(precision)
+        self.epsilon = epsilon
+
+    def _step(self, micro: MicroBatch) -> Terms:
         with micro.seam.active(zeros, track_grad=True) as seam:
             seam.new_pass()
             loss = micro.loss(micro.forward())
@@ -248,11 +302,28 @@ class FGM(Objective):
         }
 
 
-class PGD(Objective):
-    def __init__(self, epsilon: float, step_size: float, steps: int, norm: str) -> None:
+class PGD(Adversarial):
+    """Madry et al.: trained on the loss at the last perturbation only, so its term is
+    ``adversarial_loss`` (no clean loss is computed)."""
+
+    trained_term = "adversarial_loss"
+
+    def __init__(
+        self,
+        epsilon: float = _DEFAULTS["pgd"]["epsilon"],
+        step_size: float = _DEFAULTS["pgd"]["step_size"],
+        steps: int = _DEFAULTS["pgd"]["steps"],
+        norm: str = _DEFAULTS["pgd"]["norm"],
+        precision: str = _DEFAULTS["pgd"]["precision"],
+    ) -> None:
+        super().__init__(precision)
         self.epsilon, self.step_size, self.steps, self.norm = epsilon, step_size, steps, norm
 
-    def step(self, micro: MicroBatch) -> Terms:
+    def direction(self, gradient: torch.Tensor) -> torch.Tensor:
+        """The steepest ascent direction of unit norm: sign(g) for L-inf, g / ||g||_2."""
+        return gradient.sign() if self.norm == "linf" else normalised(gradient, "l2")
+
+    def _step(self, micro: MicroBatch) -> Terms:
         def random_start(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
             noise = _uniform(micro.generator, shape, mask.device) * mask
             if self.norm == "linf":
@@ -268,7 +339,7 @@ class PGD(Objective):
                 seam.replace(
                     [
                         projected(
-                            d.detach() + self.step_size * normalised(g, self.norm),
+                            d.detach() + self.step_size * self.direction(g),
                             self.epsilon,
                             self.norm,
                         )
@@ -280,17 +351,25 @@ class PGD(Objective):
             # Madry et al.: the loss at the final perturbation only
             micro.backward(adversarial * micro.scale)
             norm = seam.mean_norm()
-        return {"loss": adversarial.detach(), "perturbation_norm": norm}
+        return {"adversarial_loss": adversarial.detach(), "perturbation_norm": norm}
 
 
-class FreeLB(Objective):
+class FreeLB(Adversarial):
     def __init__(
-        self, steps: int, step_size: float, init_magnitude: float, epsilon: float, norm: str
+        self,
+        steps: int = _DEFAULTS["freelb"]["steps"],
+        step_size: float = _DEFAULTS["freelb"]["step_size"],
+        init_magnitude: float = _DEFAULTS["freelb"]["init_magnitude"],
+        epsilon: float = _DEFAULTS["freelb"]["epsilon"],
+        norm: str = _DEFAULTS["freelb"]["norm"],
+        dropout: str = _DEFAULTS["freelb"]["dropout"],
+        precision: str = _DEFAULTS["freelb"]["precision"],
     ) -> None:
+        super().__init__(precision)
         self.steps, self.step_size, self.norm = steps, step_size, norm
-        self.init_magnitude, self.epsilon = init_magnitude, epsilon
+        self.init_magnitude, self.epsilon, self.dropout = init_magnitude, epsilon, dropout
 
-    def step(self, micro: MicroBatch) -> Terms:
+    def _step(self, micro: MicroBatch) -> Terms:
         def random_start(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
             if self.init_magnitude == 0:
                 return zeros(mask, shape)
@@ -301,9 +380,14 @@ class FreeLB(Objective):
             real = (mask.flatten(start_dim=1).sum(dim=1) * shape[-1]).clamp(min=1)
             return noise * (self.init_magnitude / real.sqrt()).view(-1, 1, 1)
 
+        # Zhu et al. keep one dropout mask for the K passes: each pass draws its masks
+        # from the same state of the global generators.
+        rng = _RngState(micro.seam.device) if self.dropout == "fixed" else None
         total = torch.zeros(())
         with micro.seam.active(random_start, track_grad=True) as seam:
             for step in range(self.steps):
+                if rng is not None and step > 0:
+                    rng.restore()
                 seam.new_pass()
                 loss = micro.loss(micro.forward()) / self.steps
                 micro.backward(loss * micro.scale)  # parameter gradients accumulate
@@ -321,15 +405,68 @@ class FreeLB(Objective):
         return {"loss": total, "perturbation_norm": norm}
 
 
-class SMART(Objective):
+class _RngState:
+    """The global generators' state (CPU, and the accelerator's), to draw the same
+    random numbers (dropout masks) again."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cpu = torch.get_rng_state()
+        self.accelerator = None
+        if device.type != "cpu":
+            module = torch.get_device_module(device.type)
+            per_device = device.type in ("cuda", "xpu")
+            state = module.get_rng_state(device) if per_device else module.get_rng_state()
+            self.accelerator = state
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.accelerator is not None:
+            module = torch.get_device_module(self.device.type)
+            if self.device.type in ("cuda", "xpu"):
+                module.set_rng_state(self.accelerator, self.device)
+            else:
+                module.set_rng_state(self.accelerator)
+
+
+class SMART(Adversarial):
     def __init__(
-        self, weight: float, sigma: float, step_size: float, steps: int, beta: float, mu: float
+        self,
+        weight: float = _DEFAULTS["smart"]["lambda"],
+        sigma: float = _DEFAULTS["smart"]["sigma"],
+        epsilon: float = _DEFAULTS["smart"]["epsilon"],
+        step_size: float = _DEFAULTS["smart"]["step_size"],
+        steps: int = _DEFAULTS["smart"]["steps"],
+        normalise: str = _DEFAULTS["smart"]["normalise"],
+        mu: float = _DEFAULTS["smart"]["mu"],
+        beta: float = _DEFAULTS["smart"]["beta"],
+        beta_early: float = _DEFAULTS["smart"]["beta_early"],
+        beta_early_fraction: float = _DEFAULTS["smart"]["beta_early_fraction"],
+        precision: str = _DEFAULTS["smart"]["precision"],
     ) -> None:
-        self.weight, self.sigma, self.step_size, self.steps = weight, sigma, step_size, steps
-        self.beta, self.mu = beta, mu
+        super().__init__(precision)
+        self.weight, self.sigma, self.epsilon = weight, sigma, epsilon
+        self.step_size, self.steps, self.normalise = step_size, steps, normalise
+        self.mu, self.beta, self.beta_early = mu, beta, beta_early
+        self.beta_early_fraction = beta_early_fraction
+        self.total_steps: int | None = None
         self.teacher: nn.Module | None = None
 
-    def step(self, micro: MicroBatch) -> Terms:
+    def direction(self, gradient: torch.Tensor) -> torch.Tensor:
+        """g over its L-inf norm, per token (reference code) or per example (plus the
+        reference code's small constant)."""
+        if self.normalise == "token":
+            scale = gradient.abs().amax(dim=-1, keepdim=True)
+        else:
+            scale = row_norm(gradient, "linf")
+        return gradient / (scale + SMART_EPSILON)
+
+    def ascend(self, delta: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        """One ascent step, projected onto the L-inf ball of radius epsilon (0: none)."""
+        moved = delta + self.step_size * self.direction(gradient)
+        return moved.clamp(-self.epsilon, self.epsilon) if self.epsilon > 0 else moved
+
+    def _step(self, micro: MicroBatch) -> Terms:
         clean = micro.forward()
         loss = micro.loss(clean)
         clean_dist = micro.distributions(clean)
@@ -345,7 +482,7 @@ class SMART(Objective):
                 gradients = torch.autograd.grad(gap, seam.deltas)
                 seam.replace(
                     [
-                        d.detach() + self.step_size * normalised(g, "linf", SMART_EPSILON)
+                        self.ascend(d.detach(), g)
                         for d, g in zip(seam.deltas, gradients, strict=True)
                     ]
                 )
@@ -365,22 +502,31 @@ class SMART(Objective):
 
     def _proximal(self, micro: MicroBatch, clean_dist: list[torch.Tensor]) -> torch.Tensor:
         """Bregman proximal point term: symmetric KL to the momentum teacher's outputs."""
-        assert self.teacher is not None, "after_optimizer_step sets up the teacher"
+        assert self.teacher is not None, "attach sets up the teacher"
         with torch.no_grad():
             teacher_dist = micro.distributions(micro.forward_with(self.teacher))
         return symmetric_kl(clean_dist, teacher_dist)
 
-    def attach(self, model: nn.Module) -> None:
+    def attach(self, model: nn.Module, total_steps: int) -> None:
         """The teacher starts as a copy of the model (theta tilde_0 = theta_0)."""
+        self.total_steps = total_steps
         if self.mu > 0 and self.teacher is None:
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
 
-    def after_optimizer_step(self, model: nn.Module) -> None:
+    def beta_at(self, update: int) -> float:
+        """The teacher's momentum at the ``update``-th update (from 1): Jiang et al.
+        (after Tarvainen and Valpola 2017) use 0.99 while t <= 0.1 T, then 0.999."""
+        assert self.total_steps is not None, "attach sets the number of updates"
+        early = update <= self.beta_early_fraction * self.total_steps
+        return self.beta_early if early else self.beta
+
+    def after_optimizer_step(self, model: nn.Module, update: int) -> None:
         if self.teacher is None:
             return
+        beta = self.beta_at(update)
         with torch.no_grad():  # theta tilde <- (1 - beta) theta + beta theta tilde
             for mine, theirs in zip(self.teacher.parameters(), model.parameters(), strict=True):
-                mine.mul_(self.beta).add_(theirs.detach(), alpha=1 - self.beta)
+                mine.mul_(beta).add_(theirs.detach(), alpha=1 - beta)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.teacher is None:
@@ -394,11 +540,18 @@ class SMART(Objective):
             self.teacher.load_state_dict(state, strict=False)
 
 
-class R3F(Objective):
-    def __init__(self, weight: float, sigma: float, noise: str) -> None:
+class R3F(Adversarial):
+    def __init__(
+        self,
+        weight: float = _DEFAULTS["r3f"]["lambda"],
+        sigma: float = _DEFAULTS["r3f"]["sigma"],
+        noise: str = _DEFAULTS["r3f"]["noise"],
+        precision: str = _DEFAULTS["r3f"]["precision"],
+    ) -> None:
+        super().__init__(precision)
         self.weight, self.sigma, self.noise = weight, sigma, noise
 
-    def step(self, micro: MicroBatch) -> Terms:
+    def _step(self, micro: MicroBatch) -> Terms:
         clean = micro.forward()
         loss = micro.loss(clean)
 
@@ -416,20 +569,23 @@ class R3F(Objective):
         return {"loss": loss.detach(), **terms}
 
 
+_METHODS: dict[str, type[Adversarial]] = {
+    "fgm": FGM,
+    "pgd": PGD,
+    "freelb": FreeLB,
+    "smart": SMART,
+    "r3f": R3F,
+}
+
+
 def make_objective(config: AdversarialConfig | None) -> Objective:
     """The objective of a task's training, from its resolved adversarial settings."""
     if config is None or config.method == "none":
         return Objective()
-    o = config.options()
-    if config.method == "fgm":
-        return FGM(o["epsilon"])
-    if config.method == "pgd":
-        return PGD(o["epsilon"], o["step_size"], o["steps"], o["norm"])
-    if config.method == "freelb":
-        return FreeLB(o["steps"], o["step_size"], o["init_magnitude"], o["epsilon"], o["norm"])
-    if config.method == "smart":
-        return SMART(o["lambda"], o["sigma"], o["step_size"], o["steps"], o["beta"], o["mu"])
-    return R3F(o["lambda"], o["sigma"], o["noise"])
+    options: dict[str, Any] = {
+        ("weight" if name == "lambda" else name): value for name, value in config.options().items()
+    }
+    return _METHODS[config.method](**options)
 
 
 def step_generator(seed: int, step: int, micro: int) -> torch.Generator:

@@ -155,7 +155,7 @@ def train_phase(
     wrapped, optimizer = accelerator.prepare(model, raw_optimizer)
     seam = EmbeddingPerturbation(model.encoder.get_input_embeddings(), _not_perturbed(tokenizer))
     for task in tasks:
-        task.objective.attach(model)
+        task.objective.attach(model, total_steps)
 
     state = LoopState(streams=[s.position for s in streams])
     checkpoint = find_checkpoint(phase_dir / LAST_CHECKPOINT)
@@ -172,7 +172,7 @@ def train_phase(
             "training %s: %d steps (%.3g epochs of %d steps), validation every %d steps",
             ", ".join(t.spec.name for t in tasks),
             total_steps,
-            epochs,
+            total_steps / steps_per_epoch,  # max_steps may repeat a small set many times
             steps_per_epoch,
             eval_every,
         )
@@ -209,15 +209,16 @@ def train_phase(
         norm = None
         if config.max_grad_norm is not None:
             norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
-        if guard.step_allowed(terms["loss"], norm):
+        trained = task.objective.trained_term
+        if guard.step_allowed(terms[trained], norm):
             optimizer.step()
             for each in tasks:
-                each.objective.after_optimizer_step(model)
+                each.objective.after_optimizer_step(model, state.step + 1)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.streams = [s.position for s in streams]
-        guard.pending.append(_PendingStep(state.step, task.spec.name, terms, norm))
+        guard.pending.append(_PendingStep(state.step, task.spec.name, terms, norm, trained))
         progress.update(1)
         finished = state.step == total_steps
         if (
@@ -231,12 +232,13 @@ def train_phase(
         if state.step % log_every == 0:
             means = {key: value / log_every for key, value in state.running_terms.items()}
             state.loss_log.append({"step": state.step, **means})
+            shown = f"  loss {means['loss']:.4f}" if "loss" in means else ""
             extra = "".join(f"  {k} {v:.4g}" for k, v in means.items() if k != "loss")
             log.info(
-                "step %d/%d  loss %.4f  lr %.3g%s",
+                "step %d/%d%s  lr %.3g%s",
                 state.step,
                 total_steps,
-                means.get("loss", 0.0),
+                shown,
                 scheduler.get_last_lr()[0],
                 extra,
             )
@@ -371,6 +373,8 @@ class _PendingStep:
     task: str
     terms: dict[str, torch.Tensor]
     grad_norm: torch.Tensor | None
+    trained: str = "loss"
+    """The term the step trained on (the objective's ``trained_term``)."""
 
 
 class _StepGuard:
@@ -419,7 +423,7 @@ class _StepGuard:
     def flush(self, state: LoopState) -> float:
         """Read the pending steps: stop on (policy ``error``) or log and zero (``skip``)
         the non-finite ones, add the others to the running sums. Returns the last
-        step's loss."""
+        step's trained loss."""
         values = _to_floats(
             [v for p in self.pending for v in (*p.terms.values(), p.grad_norm) if v is not None]
         )
@@ -427,7 +431,7 @@ class _StepGuard:
         for pending in self.pending:
             terms = {key: next(values) for key in pending.terms}
             norm = next(values) if pending.grad_norm is not None else None
-            loss = terms["loss"]
+            loss = terms[pending.trained]
             problem = _nonfinite(loss, norm)
             if problem is not None:
                 _on_nonfinite(problem, pending.step, pending.task, self.policy)
