@@ -95,8 +95,10 @@ UD_TASK = {
     "languages": ["en", "de"],
     "codes": {"en": "en_ewt", "de": "de_gsd"},
     "splits": {
-        split: {"local": {"path": "udpos/{code}-ud-dev.conllu"}}
-        for split in ("train", "validation", "test")
+        "train": {"local": {"path": "udpos/{code}-ud-dev.conllu"}},
+        # checkpoint selection must not read the English test file: validate on German
+        "validation": {"local": {"path": "udpos/de_gsd-ud-dev.conllu"}},
+        "test": {"local": {"path": "udpos/{code}-ud-dev.conllu"}},
     },
 }
 
