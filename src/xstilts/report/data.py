@@ -117,7 +117,10 @@ class GridScores:
         """Which languages the averages cover, for the main table's caption."""
         counts = ", ".join(f"{t} {len(self.languages(t))}" for t in self.targets)
         if self.benchmark:
-            return f"Languages: those {self.benchmark} evaluates per target ({counts})."
+            return (
+                f"Languages: those {self.benchmark} evaluates per target; a target of no "
+                f"benchmark (a CPU-scale stand-in) keeps its own ({counts})."
+            )
         return (
             f"Languages: every language each run evaluated ({counts}); no "
             "evaluation.benchmark was set, so averages may mix XTREME's and XTREME-R's."

@@ -61,6 +61,11 @@ def p_text(p: float | None) -> str:
     return DASH if p is None else f"{p:.3g}"
 
 
+def testable(tests: list[RunComparison]) -> int:
+    """How many of a table's comparisons have a p-value (two runs or more a side)."""
+    return sum(1 for t in tests if t is not None and t.p is not None)
+
+
 def test_words(correction: Correction, tests: int) -> str:
     """The sentence every table with comparisons carries: unit, test, correction."""
     return (
@@ -107,7 +112,7 @@ def main_table(
         f"Mean {PM} sample SD over runs of {metric_words(metric)}. In parentheses: "
         "difference to the baseline. Avg: mean over targets; its test compares per-seed "
         "averages over targets. " + runs_words(seeds),
-        test_words(correction, len(tests)),
+        test_words(correction, testable(tests)),
         *extra_notes,
     ]
     return Table(
@@ -145,7 +150,7 @@ def family_table(
             "options; in parentheses the difference to the baseline. The test pools the "
             "runs of all the family's options against the baseline's runs, each counted "
             "once.",
-            test_words(correction, len(tests)),
+            test_words(correction, testable(tests)),
         ],
     )
 
@@ -234,7 +239,7 @@ def question_table(
             f"Compared by {metric_words(metric)}. 'best on validation': the reference is "
             "the listed option with the best mean validation score on that target, chosen "
             "before any test score is read.",
-            test_words(correction, len(tests)),
+            test_words(correction, testable(tests)),
             aso_words(),
         ],
     )
@@ -287,7 +292,7 @@ def adversarial_table(
             "Per language: mean over runs of the adversarial option minus that of standard "
             "training. Non-English: the same for each run's mean over the non-English "
             "languages, the number tested.",
-            test_words(correction, len(tests)),
+            test_words(correction, testable(tests)),
         ],
     )
 
@@ -387,7 +392,7 @@ def robustness_table(
             "In parentheses: difference to the baseline. The SD over seeds is tested by a "
             "permutation test of each run's absolute deviation from its option's median "
             "(Brown-Forsythe); the others as one number per run.",
-            test_words(correction, len(tests)),
+            test_words(correction, testable(tests)),
         ],
         group_breaks=breaks,
     )

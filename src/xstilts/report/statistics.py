@@ -368,7 +368,10 @@ def power_words(
     significance at all after the correction, and the smallest detectable difference."""
     tested = [c for c in comparisons if c is not None and c.min_p is not None]
     if not tested:
-        return "No comparison has runs on both sides: nothing is tested."
+        return (
+            "Nothing can be tested: a permutation test needs at least two runs of each "
+            "option, so every difference below is descriptive; add seeds."
+        )
     needed = per_test_alpha(len(tested), method)
     reachable = [c for c in tested if c.min_p is not None and c.min_p < needed]
     counts = sorted({(c.n_a, c.n_b) for c in tested})

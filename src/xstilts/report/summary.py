@@ -80,7 +80,7 @@ def summary(
         chosen = ", ".join(f"{t} {score.best_option[t]}" for t in grid.targets)
         lines.append(
             f"Choosing the option per target on validation ({chosen}) gives an XTREME-style "
-            f"score over all {len(grid.targets)} targets of {fmt.num(score.best_score)} "
+            f"score over {_targets(len(grid.targets))} of {fmt.num(score.best_score)} "
             f"against the baseline's {fmt.num(score.baseline_score)} "
             f"({fmt.diff(score.best_score - score.baseline_score)})."
         )
@@ -91,6 +91,10 @@ def summary(
             f"mean: {result_words(row.test, fmt)}."
         )
     return lines
+
+
+def _targets(count: int) -> str:
+    return "its one target" if count == 1 else f"all {count} targets"
 
 
 def _question_lines(rows: list[QuestionRow], fmt: Fmt) -> list[str]:
@@ -158,7 +162,9 @@ def _robustness_lines(rows: list[RobustnessRow]) -> list[str]:
     lines = []
     for target in dict.fromkeys(row.target for row in rows):
         members = [r for r in rows if r.target == target and not r.option.is_baseline]
-        tested = [r for r in members if any(t is not None for t in r.tests.values())]
+        tested = [
+            r for r in members if any(t is not None and t.p is not None for t in r.tests.values())
+        ]
         if not tested:
             continue
         found = [
