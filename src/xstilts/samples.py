@@ -217,6 +217,19 @@ def _conllu_sentences(path: Path) -> list[str]:
     return [block + "\n\n" for block in text.split("\n\n") if block.strip()]
 
 
+def _qnli_splits(*splits: str) -> dict[str, Any]:
+    """The local sources of the QNLI-style pair files written by the samples."""
+    return {
+        split: {
+            "local": {
+                "path": f"xquad_qnli/{split}-{{lang}}.jsonl",
+                "columns": {"text_a": "question", "text_b": "sentence"},
+            }
+        }
+        for split in splits
+    }
+
+
 def stand_in_tasks() -> dict[str, Any]:
     """The task file of the stand-ins (UPOS labels in the order of the udpos task)."""
     upos = load_registry().get("udpos").labels
@@ -258,15 +271,7 @@ def stand_in_tasks() -> dict[str, Any]:
                 "max_length": 128,
                 "batch_size": 32,
                 "epochs": 2,
-                "splits": {
-                    split: {
-                        "local": {
-                            "path": f"xquad_qnli/{split}-{{lang}}.jsonl",
-                            "columns": {"text_a": "question", "text_b": "sentence"},
-                        }
-                    }
-                    for split in ("train", "validation", "test")
-                },
+                "splits": _qnli_splits("train", "validation", "test"),
             },
             {
                 "name": "xquad_qnli_multilingual",
@@ -281,15 +286,7 @@ def stand_in_tasks() -> dict[str, Any]:
                 "max_length": 128,
                 "batch_size": 32,
                 "epochs": 2,
-                "splits": {
-                    split: {
-                        "local": {
-                            "path": f"xquad_qnli/{split}-{{lang}}.jsonl",
-                            "columns": {"text_a": "question", "text_b": "sentence"},
-                        }
-                    }
-                    for split in ("train", "validation")
-                },
+                "splits": _qnli_splits("train", "validation"),
             },
             {
                 "name": "tatoeba_text",

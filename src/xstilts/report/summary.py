@@ -24,7 +24,6 @@ from xstilts.report.tables import (
     MainRow,
     QuestionRow,
     XtremeScore,
-    choose_on_validation,
     main_tests,
 )
 
@@ -75,7 +74,7 @@ def summary(
     sd = pooled_sd([grid.task_scores(o.label, t) for o in grid.options for t in grid.targets])
     lines.append(power_words(main_tests(rows), sd, correction, fmt.num))
     lines.extend(_question_lines(questions, fmt))
-    lines.extend(_chosen_lines(grid, rows, fmt))
+    lines.extend(_chosen_lines(grid, rows, score, fmt))
     if score.best_score is not None and score.baseline_score is not None:
         chosen = ", ".join(f"{t} {score.best_option[t]}" for t in grid.targets)
         lines.append(
@@ -132,23 +131,23 @@ def _question_lines(rows: list[QuestionRow], fmt: Fmt) -> list[str]:
     return lines
 
 
-def _chosen_lines(grid: GridScores, rows: list[MainRow], fmt: Fmt) -> list[str]:
-    """Per target: the intermediate option chosen on validation and its test result
-    against the baseline (never the option with the best test score)."""
+def _chosen_lines(grid: GridScores, rows: list[MainRow], score: XtremeScore, fmt: Fmt) -> list[str]:
+    """Per target: the intermediate option chosen on validation (the XTREME-style
+    score's choice) and its test result against the baseline (never the option with
+    the best test score)."""
     lines = []
     by_label = {r.option.label: r for r in rows}
     for target in grid.targets:
-        candidates = [
-            r.option.label
-            for r in rows
-            if not r.option.is_baseline and r.option.tasks and r.cells[target] is not None
-        ]
-        chosen, rule = choose_on_validation(grid, candidates, target)
+        chosen = score.best_option.get(target)
         if chosen is None:
             continue
         cell = by_label[chosen].cells[target]
         assert cell is not None
-        how = "on validation" if rule == "validation" else "by proxy (validation of other targets)"
+        how = (
+            "on validation"
+            if score.rule.get(target) == "validation"
+            else "by proxy (validation of other targets)"
+        )
         lines.append(
             f"{target}: the option chosen {how} is {chosen}, {fmt.num(cell.mean)} on test; "
             f"against the baseline {result_words(cell.test, fmt)}."
