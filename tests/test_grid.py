@@ -10,8 +10,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from xstilts.cli import app
+from xstilts.config import parse_config
 from xstilts.experiment.grid import parse_grid, plan_grid
 from xstilts.experiment.grid_runner import run_grid
+from xstilts.experiment.resolve import resolve
 
 NINE = [
     "anli_plus",
@@ -52,6 +54,32 @@ def test_nine_by_nine_by_three_plans_27_intermediate_runs(tmp_path):
         source = by_name[source_name]
         assert (source.option, source.seed) == (run.option, run.seed)
 
+
+
+def test_a_planned_run_reads_back_as_planned_with_a_task_profile(tmp_path):
+    """A job's config, read back by the run, resolves to the planned run id and keeps
+    the profile's settings (a full dump would mark every key as set by the user)."""
+    (tmp_path / "ccg").mkdir()
+    (tmp_path / "ccg" / "tags.txt").write_text("N\nNP\n")
+    grid = parse_grid(
+        {
+            "grid": {
+                "seeds": [1],
+                "intermediate": {"baseline": None, "mnli": {"tasks": ["mnli"]}},
+                "targets": ["xquad", "xnli"],
+            },
+            "base": {"profile": "xtreme", "data": {"data_dir": str(tmp_path)}},
+        },
+        "test",
+    )
+    plan = plan_grid(grid, tmp_path / "out", dry_run=True)
+    rates = {"xquad": 3e-5, "xnli": 3e-5}  # XTREME's scripts, not the spec's 1e-5
+    for run in plan.targets:
+        config = parse_config(yaml.safe_load(run.config_yaml), source=run.name)
+        again = resolve(config, planning=True)
+        assert again.run_name == run.name
+        target = again.config.target
+        assert target.training.learning_rate == rates[target.task]
 
 def _grid(demo_data, feature_cache) -> dict:
     data_dir, task_file = demo_data

@@ -590,8 +590,11 @@ class ExperimentConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+    def to_yaml(self, *, only_set: bool = False) -> str:
+        """The config as YAML; ``only_set``: only the keys given, so that reading it back
+        leaves the same keys unset (task profiles and defaults fill those)."""
+        payload = self.model_dump(mode="json", exclude_unset=only_set)
+        return yaml.safe_dump(payload, sort_keys=False)
 
     @model_validator(mode="after")
     def _adapter_phases_fit(self) -> ExperimentConfig:

@@ -218,7 +218,9 @@ def plan_grid(
                 if files not in registries:
                     registries[files] = load_registry(files)
                 experiment = resolve(config, registries[files], planning=dry_run)
-                config_yaml = config.to_yaml()
+                # The keys the grid set, not a full dump: a full dump marks every key as
+                # set and the run, reading it, would ignore the task profile.
+                config_yaml = config.to_yaml(only_set=True)
                 adapter_dirs = language_dirs(experiment, out_root)
                 for lang, folder in adapter_dirs.items():
                     if folder.name not in language_adapters:
