@@ -95,7 +95,7 @@ def test_each_kind_trains_its_adapter_over_a_bit_identical_encoder(
 
 
 def test_saved_folders_hold_only_the_trained_parts(tiny_config, tmp_path):
-    config = tiny_config(**SHORT, target__adapters={"kind": "lora"})
+    config = tiny_config(**SHORT, target__adapters={"kind": "lora"}, runtime__keep="all")
     outcome = run_experiment(config, tmp_path)
     best = outcome.run_dir / "best"
     assert sorted(p.name for p in best.iterdir()) == [
@@ -113,13 +113,14 @@ def test_saved_folders_hold_only_the_trained_parts(tiny_config, tmp_path):
     }
     base = json.loads((best / "base.json").read_text())
     assert len(base["sha256"]) == 64 and base["model"] == "tiny-xlmr-h32-l2"
+    assert base["layout"] == "adapters"
     exported = best / "adapterhub" / "target_demo_paraphrase"
     assert (exported / "adapter_config.json").is_file()
     assert (exported / "adapter.safetensors").is_file()
 
 
 def test_an_adapter_put_back_on_another_base_is_refused(tiny_config, tmp_path):
-    config = tiny_config(**SHORT, target__adapters={"kind": "seq_bn"})
+    config = tiny_config(**SHORT, target__adapters={"kind": "seq_bn"}, runtime__keep="best")
     outcome = run_experiment(config, tmp_path)
     base_file = outcome.run_dir / "best" / "base.json"
     base = json.loads(base_file.read_text())
@@ -157,7 +158,9 @@ def test_multi_task_adapters_then_fusion_trains_only_the_fusion_layer_and_head(
     target task, then fused with the intermediate ones; only the fusion layer and the
     head train in the fusion phase."""
     spy = TrainingSpy(monkeypatch)
-    config = tiny_config(**TWO_TASKS, **SHORT, target__adapters={"start": "fusion"})
+    config = tiny_config(
+        **TWO_TASKS, **SHORT, target__adapters={"start": "fusion"}, runtime__keep="best"
+    )
     assert config.target.adapters.include_target  # the default
     outcome = run_experiment(config, tmp_path)
 
@@ -219,14 +222,17 @@ def test_merging_a_lora_adapter_then_fine_tuning_the_whole_encoder(
     spy = TrainingSpy(monkeypatch)
     changes = {**TWO_TASKS, "intermediate__adapters": {"kind": "lora"}}
     target = {"start": "merge", "from_task": "demo_nli"}
-    outcome = run_experiment(tiny_config(**changes, **SHORT, target__adapters=target), tmp_path)
+    config = tiny_config(**changes, **SHORT, target__adapters=target, runtime__keep="best")
+    outcome = run_experiment(config, tmp_path)
     model, before = spy.phases[1]
     assert model.adapters is None and not model.encoder.adapters_config.adapters
     pretrained, _ = spy.phases[0]
     query = "encoder.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(before[query], pretrained.state_dict()[query])  # LoRA folded in
     assert query in spy.changed(1)  # and the whole encoder trains
-    assert (outcome.run_dir / "best" / "encoder" / "model.safetensors").is_file()
+    # merged: every encoder parameter may differ from the pretrained one, all are saved
+    saved = load_file(str(outcome.run_dir / "best" / "trained.safetensors"))
+    assert set(saved) == {name for name, _ in model.encoder.named_parameters()}
 
 
 def _madx_payload(tiny_config, demo_data, folder: Path, steps: int) -> dict[str, Any]:
@@ -357,6 +363,7 @@ def test_an_adapter_run_resumes_exactly(tiny_config, tmp_path, monkeypatch):
         target__adapters={"start": "fusion"},
         target__training__max_steps=8,
         target__training__checkpoint_every_steps=2,
+        runtime__keep="best",
     )
     reference = run_experiment(config, tmp_path / "uninterrupted")
 

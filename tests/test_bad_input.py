@@ -164,7 +164,12 @@ def test_max_parallel_below_one(tmp_path, demo_data_section):
 
 
 def _trained_run(tmp_path, demo_data_section) -> tuple[Path, Path]:
-    config = _config(tmp_path, demo_data_section, target__training__checkpoint_every_steps=2)
+    config = _config(
+        tmp_path,
+        demo_data_section,
+        target__training__checkpoint_every_steps=2,
+        runtime__keep="all",  # its model and checkpoint stay, to be damaged
+    )
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", str(config), "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -153,3 +155,129 @@ def test_executors_reject_unknown_dependencies(tmp_path: Path) -> None:
         SlurmExecutor(tmp_path, None, 1, 0, 1, cluster="local").run(
             [job], tmp_path, lambda result: None
         )
+
+
+# -- jobs on several GPUs: torchrun, one process per GPU -------------------------------
+
+
+@pytest.fixture
+def launched(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The commands run_job starts; each 'run' writes the result its main process
+    would write (a finished job)."""
+    from xstilts.experiment import executors
+
+    commands: list[list[str]] = []
+
+    def fake_run(command: list[str], check: bool) -> subprocess.CompletedProcess:
+        commands.append(command)
+        job_file = Path(command[-2])
+        job = executors._read(Job, job_file)
+        done = JobResult(job.name, True, job.log_path, results={"average": 1.0})
+        executors.atomic_write_json(executors._result_file(job_file), executors._payload(done))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(executors.subprocess, "run", fake_run)
+    return commands
+
+
+def _torchrun(command: list[str], gpus: int, out: Path) -> None:
+    assert command[1:6] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={gpus}",
+        "-m",
+    ]
+    assert command[6:] == ["xstilts.experiment.executors", str(out / "jobs" / "t.json"), str(out)]
+
+
+def test_a_job_on_several_gpus_runs_through_torchrun(tmp_path: Path, launched) -> None:
+    from xstilts.experiment.executors import run_job
+
+    job = Job("t", "target", "{}", tmp_path / "t.log", gpus=4)
+    result = run_job(job, tmp_path)
+    assert len(launched) == 1
+    _torchrun(launched[0], 4, tmp_path)
+    assert result == JobResult("t", True, tmp_path / "t.log", results={"average": 1.0})
+
+
+def test_a_job_on_one_gpu_runs_in_this_process(tmp_path: Path, launched, monkeypatch) -> None:
+    from xstilts.experiment import executors
+
+    ran: list[Job] = []
+
+    def execute(job: Job, out: Path) -> JobResult:
+        ran.append(job)
+        return JobResult(job.name, True, job.log_path)
+
+    monkeypatch.setattr(executors, "execute_job", execute)
+    for gpus in (0, 1):
+        executors.run_job(Job("t", "target", "{}", tmp_path / "t.log", gpus=gpus), tmp_path)
+    assert launched == [] and len(ran) == 2
+
+
+def test_a_torchrun_that_dies_is_a_failed_job(tmp_path: Path, monkeypatch) -> None:
+    from xstilts.experiment import executors
+
+    monkeypatch.setattr(
+        executors.subprocess, "run", lambda command, check: subprocess.CompletedProcess(command, -9)
+    )
+    result = executors.run_job(Job("t", "target", "{}", tmp_path / "t.log", gpus=2), tmp_path)
+    assert not result.ok
+    assert "exit -9" in result.error
+
+
+def test_each_torchrun_process_runs_the_job_and_the_main_one_reports(tmp_path, monkeypatch) -> None:
+    from xstilts.experiment import executors
+
+    job = Job("t", "intermediate", "seed: 1\n", tmp_path / "t.log", depends_on=("a",), gpus=2)
+    job_file = tmp_path / "t.json"
+    executors.atomic_write_json(job_file, executors._payload(job))
+    received: list[Job] = []
+
+    def execute(given: Job, out: Path) -> JobResult:
+        received.append(given)
+        return JobResult(given.name, False, given.log_path, error="boom")
+
+    monkeypatch.setattr(executors, "execute_job", execute)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert executors._launched([str(job_file), str(tmp_path)]) == 1
+    assert not (tmp_path / "t.result.json").exists()  # rank 1 writes nothing
+    monkeypatch.setenv("RANK", "0")
+    assert executors._launched([str(job_file), str(tmp_path)]) == 1
+    assert received == [job, job]
+    reported = executors._read(JobResult, tmp_path / "t.result.json")
+    assert reported == JobResult("t", False, tmp_path / "t.log", error="boom")
+
+
+def test_a_ray_task_with_several_gpus_launches_torchrun(tmp_path: Path, launched) -> None:
+    from xstilts.experiment.cluster import run_after
+
+    job = Job("t", "target", "{}", tmp_path / "t.log", depends_on=("i",), gpus=2)
+    dependency = JobResult("i", True, tmp_path / "i.log")
+    assert run_after(job, tmp_path, dependency).ok
+    _torchrun(launched[0], 2, tmp_path)
+
+
+def test_the_slurm_script_asks_for_the_jobs_gpus_in_one_task(tmp_path, monkeypatch) -> None:
+    """torchrun starts the processes, so Slurm gives one task all the job's GPUs."""
+    srun = tmp_path / "bin" / "srun"  # submitit's Slurm executor looks for srun
+    srun.parent.mkdir()
+    srun.write_text("#!/bin/sh\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{srun.parent}:{os.environ['PATH']}")
+    executor = SlurmExecutor(tmp_path / "slurm", "gpu", 60, 1, 8, cluster="slurm")
+
+    def script(gpus: int) -> str:
+        submitit_executor = executor._executor()
+        job = Job("t", "target", "{}", tmp_path / "t.log", gpus=gpus)
+        submitit_executor.update_parameters(**executor.job_parameters(job))
+        return submitit_executor._executor._make_submission_file_text("CMD", "uid")
+
+    four = script(4)
+    assert "#SBATCH --gpus-per-node=4" in four
+    assert "#SBATCH --ntasks-per-node=1" in four
+    assert "#SBATCH --partition=gpu" in four
+    assert "#SBATCH --job-name=t" in four
+    assert "#SBATCH --gpus-per-node=1" in script(0)  # the executor's own setting

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from xstilts import evaluate
+from xstilts import evaluate, inference
 from xstilts.config import ModelConfig, TinyModelConfig
 from xstilts.evaluate import EvaluationSet, Evaluator, Sharding, token_digest
 from xstilts.formats.dual_encoder import CANDIDATE, DualEncoder
@@ -73,13 +73,13 @@ def evaluator(model, tokenizer, sharding: Sharding | None = None) -> Evaluator:
 def ran(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many features each model pass was given."""
     counts: list[int] = []
-    original = evaluate.run_inference
+    original = inference.run_inference
 
     def spy(model, head, fmt, features, **kwargs):
         counts.append(len(features))
         return original(model, head, fmt, features, **kwargs)
 
-    monkeypatch.setattr(evaluate, "run_inference", spy)
+    monkeypatch.setattr(inference, "run_inference", spy)
     return counts
 
 

@@ -245,7 +245,7 @@ def test_save_and_reload_keeps_the_tied_head(tokenizer, tmp_path: Path) -> None:
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.1)
-    save_model(model, tokenizer, tmp_path / "saved")
+    save_model(model, tmp_path / "saved")
     stored = load_file(str(tmp_path / "saved" / HEADS_FILE))
     assert "mlm_wiki.lm_head.decoder.weight" not in stored  # lives in the encoder
     assert "mlm_wiki.lm_head.dense.weight" in stored

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.kills import kill_after_checkpoint
+from xstilts.errors import XstiltsError
 from xstilts.experiment import pipeline
 from xstilts.experiment.pipeline import run_experiment
 
@@ -27,8 +28,8 @@ def test_baseline_and_intermediate_runs_write_the_run_layout(tiny_config, tmp_pa
         run_dir = outcome.run_dir
         assert (run_dir / "config.yaml").is_file()
         assert (run_dir / "run.log").read_text().count("validation score") >= 1
-        assert (run_dir / "best" / "encoder" / "model.safetensors").is_file()
-        assert (run_dir / "best" / "heads.safetensors").is_file()
+        # runtime.keep results (the default): the scores stay, the target's model goes
+        assert not (run_dir / "best").exists() and not (run_dir / "checkpoints").exists()
         results = json.loads((run_dir / "results.json").read_text())
         assert results["target_task"] == "demo_paraphrase"
         assert results["metric"] == "accuracy"
@@ -42,7 +43,7 @@ def test_baseline_and_intermediate_runs_write_the_run_layout(tiny_config, tmp_pa
         for lang in ("en", "de", "fr"):
             # evaluated on 50 examples: beside the record, not in the submission layout
             path = run_dir / "evaluations" / "test-max50" / "demo_paraphrase" / f"test-{lang}.tsv"
-            assert results["languages"][lang]["predictions"] == str(path)
+            assert results["languages"][lang]["predictions"] == str(path.relative_to(run_dir))
             lines = path.read_text()
             assert lines.splitlines() and set(lines.split()) <= {"0", "1"}
             assert len(lines.splitlines()) == results["languages"][lang]["num_examples"] == 50
@@ -51,7 +52,13 @@ def test_baseline_and_intermediate_runs_write_the_run_layout(tiny_config, tmp_pa
     results = transfer.results
     assert results["intermediate_tasks"] == ["demo_nli"]
     inter_dir = tmp_path / "intermediate" / results["intermediate_run"]
-    assert (inter_dir / "best" / "encoder" / "config.json").is_file()
+    assert {p.name for p in (inter_dir / "best").iterdir()} == {
+        "trained.safetensors",
+        "heads.safetensors",
+        "heads.json",
+        "base.json",
+    }
+    assert not (inter_dir / "checkpoints").exists()
     assert baseline.run_dir != transfer.run_dir
 
 
@@ -104,7 +111,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_config, tmp_path):
 
 
 def test_evaluating_other_languages_reuses_the_trained_model(tiny_config, tmp_path, monkeypatch):
-    run_experiment(tiny_config(), tmp_path)
+    run_experiment(tiny_config(runtime__keep="best"), tmp_path)
     monkeypatch.setattr(pipeline, "train_phase", lambda *a, **k: pytest.fail("retrained"))
     outcome = run_experiment(tiny_config(evaluation__languages=["es"]), tmp_path)
     assert set(outcome.results["languages"]) == {"en", "de", "fr", "es"}  # es added
@@ -126,15 +133,30 @@ def test_second_run_reads_tokenised_features_from_the_cache(tiny_config, tmp_pat
 def test_gradient_accumulation_takes_one_step_per_accumulated_batch(tiny_config, tmp_path):
     plain = run_experiment(tiny_config(), tmp_path)
     accumulated = run_experiment(
-        tiny_config(
-            target__training__batch_size=8, target__training__gradient_accumulation_steps=2
-        ),
-        tmp_path,
+        tiny_config(target__training__gradient_accumulation_steps=2), tmp_path
     )
-    # 240 examples: 15 steps of 16, or 15 steps of 2 x 8
+    # 240 examples, batch_size 16 examples per step: 15 steps of 16, or of 2 x 8
     assert plain.results["training"]["steps"] == 15
     assert accumulated.results["training"]["steps"] == 15
     assert accumulated.run_dir != plain.run_dir
+    batches = json.loads((accumulated.run_dir / "training.json").read_text())["batches"]
+    assert batches == {
+        "demo_paraphrase": {
+            "examples_per_step": 16,
+            "accumulation": 2,
+            "per_process_micro_batch": 8,
+        }
+    }
+
+
+def test_a_batch_that_processes_and_micro_batches_cannot_share_is_refused(tiny_config, tmp_path):
+    config = tiny_config(
+        target__training__batch_size=15, target__training__gradient_accumulation_steps=2
+    )
+    with pytest.raises(XstiltsError, match=r"target\.training: batch_size 15") as refused:
+        run_experiment(config, tmp_path)
+    assert "a multiple of 2 (14 or 16)" in str(refused.value)
+    assert not list(tmp_path.glob("runs/*/training.json"))  # refused before training
 
 
 def test_bf16_mixed_precision_runs_on_cpu(tiny_config, tmp_path):

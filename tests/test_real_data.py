@@ -54,7 +54,7 @@ def test_xquad_trains_decodes_and_scores_real_files(tmp_path, feature_cache):
     for lang in ("en", "de", "zh", "ar"):
         gold = {row["id"]: row for _, row in read_squad(REAL_DATA / "xquad" / f"xquad.{lang}.json")}
         path = outcome.results["languages"][lang]["predictions"]  # max 60: under evaluations/
-        predicted = json.loads(Path(path).read_text(encoding="utf-8"))
+        predicted = json.loads((outcome.run_dir / path).read_text(encoding="utf-8"))
         assert len(predicted) == 60
         for qid, answer in predicted.items():
             # answers are cut from the original context, never detokenised

@@ -3,10 +3,12 @@ writes, umasks, hostile names, deleted folders, two runs at once, failed runs.""
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
 import signal
+import socket
 import stat
 import threading
 import time
@@ -19,6 +21,7 @@ from typer.testing import CliRunner
 from xstilts import io
 from xstilts.cli import app
 from xstilts.errors import XstiltsError
+from xstilts.experiment import run_folder
 from xstilts.experiment.export import export_submission
 from xstilts.experiment.grid import parse_grid
 from xstilts.experiment.grid_runner import run_grid
@@ -74,7 +77,7 @@ def test_a_killed_worker_fails_its_run_and_the_grid_goes_on(tmp_path, demo_data_
 
 
 def test_scratch_of_killed_writes_is_removed_when_the_phase_starts(tiny_config, tmp_path):
-    config = tiny_config(target__training__max_steps=3)
+    config = tiny_config(target__training__max_steps=3, runtime__keep="all")
     first = run_experiment(config, tmp_path)
     run_dir = first.run_dir
     (run_dir / "training.json").unlink()  # the phase did not finish: it starts again
@@ -120,7 +123,8 @@ def test_atomic_writes_flush_files_and_folders(tmp_path, monkeypatch):
 def test_run_files_follow_the_umask(tiny_config, tmp_path):
     previous = os.umask(0o002)
     try:
-        outcome = run_experiment(tiny_config(target__training__max_steps=2), tmp_path)
+        config = tiny_config(target__training__max_steps=2, runtime__keep="all")
+        outcome = run_experiment(config, tmp_path)
     finally:
         os.umask(previous)
     run_dir = outcome.run_dir
@@ -187,6 +191,66 @@ def test_a_second_process_on_the_same_run_is_told_who_holds_it(tiny_config, tmp_
         run_experiment(config, tmp_path)
     message = str(refused.value)
     assert str(first.run_dir) in message and f"process {os.getpid()}" in message
+
+
+@pytest.fixture
+def no_flock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem without flock, as Lustre without its flock mount option."""
+
+    def refuse(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(run_folder.fcntl, "flock", refuse)
+
+
+@pytest.mark.usefixtures("no_flock")
+def test_without_flock_the_lock_is_a_file_naming_its_holder(tmp_path):
+    folder = tmp_path / "run"
+    held = folder / run_folder.HELD_FILE
+    with RunLock(folder):
+        holder = json.loads(held.read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(XstiltsError, match=f"in use by process {os.getpid()} on"):
+            RunLock(folder).__enter__()
+    assert not held.exists()  # released
+    with RunLock(folder):  # and taken again
+        assert held.exists()
+
+
+@pytest.mark.usefixtures("no_flock")
+def test_without_flock_a_dead_holder_on_this_host_is_taken_over(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    dead = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join()  # its pid is free now
+    held = folder / run_folder.HELD_FILE
+    held.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "since": "x"}))
+    with RunLock(folder):
+        assert json.loads(held.read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.usefixtures("no_flock")
+def test_without_flock_a_holder_on_another_host_is_named_with_the_file_to_delete(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    held = folder / run_folder.HELD_FILE
+    held.write_text(json.dumps({"host": "gpu-node-7", "pid": 1234, "since": "2026-12-01"}))
+    with pytest.raises(XstiltsError) as refused:
+        RunLock(folder).__enter__()
+    message = str(refused.value)
+    assert "process 1234 on gpu-node-7" in message
+    assert f"delete {held}" in message
+    assert held.exists()  # nothing is taken from a holder it cannot see
+
+
+def test_other_flock_errors_are_not_hidden(tmp_path, monkeypatch):
+    def broken(fd: int, operation: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(run_folder.fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        RunLock(tmp_path / "run").__enter__()
 
 
 # -- 13. a failed run says so ------------------------------------------------------------

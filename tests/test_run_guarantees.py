@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -57,7 +56,7 @@ def test_validation_as_evaluation_split_scores_the_whole_split(tiny_config, tmp_
 
 
 def test_a_partial_evaluation_leaves_the_full_results(tiny_config, tmp_path):
-    full = run_experiment(tiny_config(), tmp_path).results
+    full = run_experiment(tiny_config(runtime__keep="best"), tmp_path).results
     partial = run_experiment(tiny_config(evaluation__max_examples=5), tmp_path).results
     assert all(scores["num_examples"] == 5 for scores in partial["languages"].values())
     kept = json.loads((tmp_path / "runs" / full["run_id"] / "results.json").read_text())
@@ -66,11 +65,13 @@ def test_a_partial_evaluation_leaves_the_full_results(tiny_config, tmp_path):
 
 
 def test_evaluating_fewer_languages_keeps_the_others(tiny_config, tmp_path):
-    full = run_experiment(tiny_config(), tmp_path).results
-    german = run_experiment(tiny_config(evaluation__languages=["de"]), tmp_path).results
+    best = {"runtime__keep": "best"}  # to evaluate more languages later
+    full = run_experiment(tiny_config(**best), tmp_path).results
+    german = run_experiment(tiny_config(evaluation__languages=["de"], **best), tmp_path).results
     assert german["languages"]["de"] == full["languages"]["de"]
     assert set(german["languages"]) == {"en", "de", "fr"}  # what this run has, in all
-    more = run_experiment(tiny_config(evaluation__languages=["en", "de", "fr", "es"]), tmp_path)
+    languages = ["en", "de", "fr", "es"]
+    more = run_experiment(tiny_config(evaluation__languages=languages, **best), tmp_path)
     assert set(more.results["languages"]) == {"en", "de", "fr", "es"}
     log = (more.run_dir / "run.log").read_text()  # all three runs, one after the other
     assert log.count("evaluating language es") == 1
@@ -85,6 +86,7 @@ def test_grids_evaluate_languages_added_later(tmp_path, demo_data_section):
             "target": {"training": {"max_steps": 2, "batch_size": 16}},
             "evaluation": {"languages": ["en", "de"], "max_examples": 20},
             "data": demo_data_section,
+            "runtime": {"keep": "best"},  # to evaluate more languages later
         },
     }
     path = tmp_path / "grid.yaml"
@@ -212,12 +214,14 @@ def test_max_examples_on_tatoeba_scores_that_many_pairs(tmp_path, feature_cache)
             },
         }
     )
-    results = run_experiment(config, tmp_path).results
+    outcome = run_experiment(config, tmp_path)
+    results = outcome.results
     for lang in ("de", "fr"):
         scores = results["languages"][lang]
         assert scores["num_examples"] == 80  # 40 sentences and their 40 translations
         assert 0 <= scores["accuracy"] <= 100
-        assert len(Path(scores["predictions"]).read_text().splitlines()) == 40
+        predictions = outcome.run_dir / scores["predictions"]  # relative to the run
+        assert len(predictions.read_text().splitlines()) == 40
     assert results["average"] is not None
 
 

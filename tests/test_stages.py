@@ -68,7 +68,7 @@ def test_carry_head_starts_the_target_head_from_the_stage_head(
 
     monkeypatch.setattr(pipeline, "train_phase", recording)
     stage = {"task": "demo_paraphrase", "training": STEPS, "carry_head": True}
-    config = tiny_config(target__training=STEPS, target__stages=[stage])
+    config = tiny_config(target__training=STEPS, target__stages=[stage], runtime__keep="best")
     outcome = run_experiment(config, tmp_path)
 
     stage_head = load_file(str(outcome.run_dir / "stages/1-demo_paraphrase/best" / HEADS_FILE))

@@ -325,10 +325,11 @@ def test_the_xtremer_presets_follow_xtreme_r_two_stage_protocols(tmp_path, monke
     monkeypatch.chdir(STUDIES.parent.parent)
     _, plan = _plan("families_xtremer", tmp_path)
     stages = {
-        run.target: yaml.safe_load(run.config_yaml)["target"]["stages"] for run in plan.targets
+        run.target: parse_config(yaml.safe_load(run.config_yaml)).target.stages
+        for run in plan.targets
     }
-    assert [(s["task"], s["carry_head"]) for s in stages["xcopa"]] == [("siqa", True)]
-    assert [(s["task"], s["carry_head"]) for s in stages["tatoeba"]] == [("squad", False)]
+    assert [(s.task, s.carry_head) for s in stages["xcopa"]] == [("siqa", True)]
+    assert [(s.task, s.carry_head) for s in stages["tatoeba"]] == [("squad", False)]
     assert all(not stages[t] for t in stages if t not in {"xcopa", "tatoeba"})
     _, paper = _plan("paper", tmp_path / "paper")
     anli = next(r for r in paper.intermediate if r.option == "anli_plus")

@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
+from xstilts.errors import XstiltsError
 from xstilts.io import atomic_dir, atomic_write_json, atomic_write_text, read_json, settled_dir
-from xstilts.train.batches import BatchStream, StreamPosition
+from xstilts.train.batches import BatchStream, StreamPosition, micro_batch_size
 from xstilts.train.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
@@ -70,12 +71,12 @@ def test_resuming_from_a_position_continues_the_same_sequence(stop_after: int) -
 
 
 def test_two_ranks_get_disjoint_shards_of_the_global_batch() -> None:
-    num_examples, batch_size, world = 22, 3, 2
+    num_examples, batch_size, world = 22, 6, 2
     ranks = [
         BatchStream(num_examples, batch_size, seed=9, rank=r, world_size=world)
         for r in range(world)
     ]
-    single = BatchStream(num_examples, batch_size * world, seed=9)
+    single = BatchStream(num_examples, batch_size, seed=9)
     assert ranks[0].batches_per_epoch == single.batches_per_epoch == 4
     for _epoch in range(2):
         seen: list[int] = []
@@ -84,17 +85,55 @@ def test_two_ranks_get_disjoint_shards_of_the_global_batch() -> None:
             assert shard0 and shard1
             assert not set(shard0) & set(shard1)
             assert sorted(shard0 + shard1) == sorted(single.next_indices())
-            assert len(shard0) <= batch_size and len(shard1) <= batch_size
+            assert len(shard0) <= batch_size // world and len(shard1) <= batch_size // world
             seen += shard0 + shard1
         assert sorted(seen) == list(range(num_examples))
 
 
 def test_every_rank_gets_an_example_from_a_short_last_batch() -> None:
-    # 7 examples, global batch 6: the last global batch holds one example.
-    ranks = [BatchStream(7, 3, seed=1, rank=r, world_size=2) for r in range(2)]
+    # 7 examples, batches of 6: the last batch holds one example.
+    ranks = [BatchStream(7, 6, seed=1, rank=r, world_size=2) for r in range(2)]
     take(ranks[0], 1), take(ranks[1], 1)
     last = [r.next_indices() for r in ranks]
     assert all(len(shard) == 1 for shard in last)
+
+
+@pytest.mark.parametrize(("world", "micro"), [(1, 1), (1, 4), (2, 1), (2, 2), (4, 2)])
+def test_a_step_trains_the_same_examples_on_any_number_of_processes(world, micro) -> None:
+    """batch_size is examples per step: N processes x M micro-batches share each step's
+    batch in equal parts, in the order one process would take them."""
+    lengths = _lengths(75, seed=3)
+    single = BatchStream(75, 16, seed=4, lengths=lengths)
+    ranks = [
+        BatchStream(75, 16, seed=4, rank=r, world_size=world, micro_batches=micro, lengths=lengths)
+        for r in range(world)
+    ]
+    assert ranks[0].batches_per_epoch == single.batches_per_epoch == 5
+    assert ranks[0].micro_batch_size == 16 // (world * micro)
+    for _ in range(single.batches_per_epoch * 2):
+        steps = [r.next_step() for r in ranks]
+        assert all(len(step) == micro for step in steps)
+        # micro-batch m of rank r is part m * world + r of the step's batch
+        parts = [steps[r][m] for m in range(micro) for r in range(world)]
+        whole = single.next_indices()
+        if len(whole) == 16:
+            assert [i for part in parts for i in part] == whole
+            assert all(len(part) == 16 // (world * micro) for part in parts)
+        else:  # the short last batch (75 = 4 x 16 + 11): every part gets an example
+            assert set(whole) <= {i for part in parts for i in part}
+            assert all(part for part in parts)
+
+
+def test_a_batch_that_does_not_split_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not split into 2 micro-batches on each of 3"):
+        BatchStream(50, 16, seed=0, world_size=3, micro_batches=2)
+    assert micro_batch_size("target.training", 32, 2, 4) == 4
+    with pytest.raises(XstiltsError) as error:
+        micro_batch_size("target.training", 16, 2, 3)
+    message = str(error.value)
+    assert message.startswith("target.training: batch_size 16 (examples per optimizer step)")
+    assert "3 processes x 2 gradient_accumulation_steps" in message
+    assert "a multiple of 6 (12 or 18)" in message
 
 
 def test_stream_needs_examples() -> None:
@@ -146,7 +185,7 @@ def test_a_length_grouped_stream_resumes_exactly(stop_after: int) -> None:
 
 def test_length_grouped_ranks_share_each_global_batch() -> None:
     lengths = _lengths(50, seed=6)
-    ranks = [BatchStream(50, 4, seed=9, rank=r, world_size=2, lengths=lengths) for r in range(2)]
+    ranks = [BatchStream(50, 8, seed=9, rank=r, world_size=2, lengths=lengths) for r in range(2)]
     single = BatchStream(50, 8, seed=9, lengths=lengths)
     seen: list[int] = []
     for _ in range(single.batches_per_epoch):

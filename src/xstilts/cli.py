@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from xstilts.errors import XstiltsError
+from xstilts.errors import DiskFull, XstiltsError
+from xstilts.processes import is_main, rank_label, world_size
 
 app = typer.Typer(
     help="Intermediate-task training for zero-shot cross-lingual transfer (X-STILTs).",
@@ -25,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(quiet=not is_main())  # tables and plans: the main process's alone
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,7 +39,8 @@ def _user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except XstiltsError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            text = f"[bold red]error:[/] {rank_label()}{err}"
+            err_console.print(text, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -62,22 +64,25 @@ class _StderrHandler(logging.StreamHandler):
 
 def _setup_logging() -> None:
     """Rich log lines on a terminal; plain, one line per record, in a pipe or a file,
-    where progress bars also give way to interval log lines (xstilts/progress.py)."""
+    where progress bars also give way to interval log lines (xstilts/progress.py).
+    Among several processes the others say only warnings and errors, naming their rank."""
     from xstilts.progress import interactive, quiet_libraries
 
     quiet_libraries()
     logger = logging.getLogger("xstilts")
     if not any(h.get_name() == CLI_HANDLER for h in logger.handlers):
-        if interactive():
+        if interactive() and is_main():
             handler: logging.Handler = RichHandler(
                 console=err_console, show_path=False, rich_tracebacks=False
             )
         else:
             handler = _StderrHandler()
-            handler.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT, "%H:%M:%S"))
+            label = "" if is_main() else rank_label()
+            line = PLAIN_LOG_FORMAT.replace("%(message)s", f"{label}%(message)s")
+            handler.setFormatter(logging.Formatter(line, "%H:%M:%S"))
         handler.set_name(CLI_HANDLER)
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if is_main() else logging.WARNING)
     logger.propagate = False
     for noisy in ("datasets", "transformers", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -129,10 +134,28 @@ def run(
     if "grid" in payload:
         if restart_phase is not None:
             raise XstiltsError("--restart-phase restarts one experiment, not a grid")
+        if world_size() > 1:
+            raise XstiltsError(
+                "a grid is not run under torchrun or accelerate launch: run it as one "
+                "process and set grid.resources.gpus to launch each of its jobs on that "
+                "many GPUs"
+            )
         from xstilts.experiment.grid import parse_grid
         from xstilts.experiment.grid_runner import run_grid
 
         grid = parse_grid(payload, str(config))
+        narrow = None
+        if grid.selection is not None and grid.selection.top_k is not None:
+            from xstilts.selection.budget import budget_plan
+
+            narrow = functools.partial(
+                budget_plan,
+                grid,
+                out_root=out,
+                console=console,
+                source=str(config),
+                dry_run=dry_run,
+            )
         results = run_grid(
             grid,
             out,
@@ -141,6 +164,7 @@ def run(
             max_parallel=max_parallel,
             dry_run=dry_run,
             source=str(config),
+            narrow=narrow,
         )
         if any(not r.ok for r in results):
             raise typer.Exit(1)
@@ -148,17 +172,65 @@ def run(
     # Validated before torch, transformers and datasets are imported: a bad config is
     # answered in well under a second.
     experiment = parse_config(payload, source=str(config))
+    from xstilts.experiment import disk
     from xstilts.experiment.pipeline import run_experiment
     from xstilts.experiment.resolve import resolve
 
+    keep = experiment.runtime.keep
     if dry_run:
         resolved = resolve(experiment)
+        need = disk.experiment_disk(resolved)
         console.print(resolved.config.to_yaml(), highlight=False)
         console.print(f"run directory: {out / 'runs' / resolved.run_name}")
+        console.print(disk.describe(need.kept, need.peak, keep), highlight=False)
         return
-    outcome = run_experiment(experiment, out, restart_phase=restart_phase)
+    try:
+        outcome = run_experiment(experiment, out, restart_phase=restart_phase)
+    except DiskFull as err:
+        need = disk.experiment_disk(resolve(experiment))
+        raise XstiltsError(disk.full_message(err, need.kept, need.peak, keep)) from None
     _print_results([outcome.results])
     console.print(f"run directory: {outcome.run_dir}")
+
+
+@app.command()
+@_user_errors
+def clean(
+    folder: Annotated[Path, typer.Argument(help="A grid folder, or the --out folder of runs.")],
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep",
+            help="results: best models only where later runs start from them, a target "
+            "run's predictions and scores; best: every best model; all: checkpoints too.",
+        ),
+    ] = "results",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go, delete nothing.")
+    ] = False,
+) -> None:
+    """Free the disk finished runs no longer need (runtime.keep, applied afterwards).
+
+    Never touches a folder a running process holds, nor what an unfinished phase needs
+    to resume (its checkpoint) or to finish evaluating (its model).
+    """
+    from xstilts.experiment.clean import clean as clean_folder
+    from xstilts.experiment.disk import gigabytes
+    from xstilts.experiment.retention import KEEP_CHOICES
+
+    if keep not in KEEP_CHOICES:
+        raise XstiltsError(f"--keep {keep}: expected one of {', '.join(KEEP_CHOICES)}")
+    cleaned = clean_folder(folder, keep, dry_run=dry_run)  # type: ignore[arg-type]
+    verb = "would free" if dry_run else "freed"
+    for path, size in cleaned.removed:
+        console.print(f"{gigabytes(size):>10}  {path}", highlight=False)
+    for path in cleaned.in_use:
+        console.print(f"skipped (in use by a running process): {path}", highlight=False)
+    console.print(
+        f"{verb} {gigabytes(cleaned.freed)} in {len(cleaned.removed)} places under {folder} "
+        f"(--keep {keep})",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -545,6 +617,66 @@ def report(
     )
     for path in written:
         console.print(str(path))
+
+
+@app.command()
+@_user_errors
+def select(
+    config: Annotated[Path, typer.Argument(help="Grid config (YAML).")],
+    out: Annotated[Path, typer.Option("--out", help="Root folder of the grid's runs.")] = Path(
+        "runs"
+    ),
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a grid key: --set scale=cpu"),
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help="logme, semb, textemb, fewshot or size; repeat or separate with commas "
+            "(default: the grid's selection.method, else logme).",
+        ),
+    ] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate",
+            help="Check the rankings against the grid's finished runs (Spearman, NDCG@3, "
+            "regret@1/@3, beside the size and random baselines, and the cost).",
+        ),
+    ] = False,
+    max_examples: Annotated[
+        int | None,
+        typer.Option("--max-examples", help="Training examples read per dataset (default 1000)."),
+    ] = None,
+    fewshot_steps: Annotated[
+        int | None, typer.Option("--fewshot-steps", help="fewshot: target training steps.")
+    ] = None,
+) -> None:
+    """Rank each target's intermediate options with transferability estimates, before
+    (or instead of) training the target from each of them."""
+    from xstilts.config import apply_override, read_config_payload
+    from xstilts.experiment.grid import parse_grid
+    from xstilts.selection.command import run_select
+    from xstilts.selection.settings import SelectionSettings
+
+    _setup_logging()
+    _check_out_folder(out)
+    payload = read_config_payload(config)
+    for item in overrides or []:
+        apply_override(payload, item)
+    if "grid" not in payload:
+        raise XstiltsError(f"{config}: not a grid config (no 'grid' section); select ranks a grid")
+    grid = parse_grid(payload, str(config))
+    settings = grid.selection or SelectionSettings()
+    changes = {"max_examples": max_examples, "fewshot_steps": fewshot_steps}
+    for key, value in changes.items():
+        if value is not None and value < 1:
+            raise XstiltsError(f"--{key.replace('_', '-')} {value}: give at least 1")
+    settings = settings.model_copy(update={k: v for k, v in changes.items() if v is not None})
+    methods = [m.strip() for item in method or [settings.method] for m in item.split(",")]
+    run_select(grid, out, methods, settings, console, evaluate=evaluate, source=str(config))
 
 
 def _check_out_folder(out: Path) -> None:

@@ -201,8 +201,15 @@ class TrainingConfig(StrictModel):
         None, ge=0, description="Warmup in optimizer steps; overrides warmup_fraction when set."
     )
     max_grad_norm: float | None = Field(1.0, gt=0)
-    batch_size: int | None = Field(None, gt=0, description="Examples per step per device.")
-    gradient_accumulation_steps: int = Field(1, gt=0)
+    batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="Examples per optimizer step, whatever the number of processes: each "
+        "runs batch_size / (processes x gradient_accumulation_steps) at a time.",
+    )
+    gradient_accumulation_steps: int = Field(
+        1, gt=0, description="Micro-batches per optimizer step (a memory knob)."
+    )
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0, description="Overrides epochs when set.")
     max_length: int | None = Field(None, gt=8)
@@ -386,7 +393,7 @@ class LanguageAdaptersConfig(StrictModel):
 class TaskSettings(StrictModel):
     """Per-task settings of a multi-task phase; unset values come from the task spec."""
 
-    batch_size: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0, description="Examples per optimizer step.")
     max_length: int | None = Field(None, gt=8)
     gradient_accumulation_steps: int | None = Field(None, gt=0)
     adversarial: AdversarialConfig | None = Field(
@@ -553,6 +560,14 @@ class RuntimeConfig(StrictModel):
         description="The trackers' project (W&B project, MLflow experiment, TensorBoard "
         "folder); unset: the grid's name, else 'xstilts'.",
     )
+    keep: Literal["all", "best", "results"] = Field(
+        "results",
+        description="What a finished phase keeps on disk. results: the best model of the "
+        "phases others start from (intermediate, language adapter, target stage) and a "
+        "target run's predictions and scores; best: also the target's best model (to "
+        "evaluate more languages later); all: also every phase's last checkpoint "
+        "(optimizer state). Changes no run id.",
+    )
 
     @field_validator("log_with", mode="before")
     @classmethod
@@ -641,6 +656,8 @@ NON_SEMANTIC_KEYS = {("data", "cache_dir"), ("name",), ("grid_option",), ("grid_
 # Where progress is reported, not what is computed; their section goes too when they
 # were all it held, so turning trackers on keeps a run's id.
 REPORTING_KEYS = {("runtime", "log_with"), ("runtime", "project")}
+# What is kept on disk afterwards, not what is computed.
+RETENTION_KEYS = {("runtime", "keep")}
 
 
 def config_hash(payload: dict[str, Any]) -> str:
@@ -659,8 +676,8 @@ def semantic_dump(config: ExperimentConfig) -> dict[str, Any]:
             node = node.get(key) or {}
         node.pop(path[-1], None)
     runtime = payload.get("runtime")
-    if runtime and any(key in runtime for _, key in REPORTING_KEYS):
-        for _, key in REPORTING_KEYS:
+    if runtime and any(key in runtime for _, key in REPORTING_KEYS | RETENTION_KEYS):
+        for _, key in REPORTING_KEYS | RETENTION_KEYS:
             runtime.pop(key, None)
         if not runtime:
             del payload["runtime"]

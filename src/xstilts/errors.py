@@ -16,3 +16,13 @@ class DamagedFile(XstiltsError):
         first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else ""
         super().__init__(f"{path}: damaged, cannot be read ({first_line or type(reason).__name__})")
         self.path = path
+
+
+class DiskFull(XstiltsError):
+    """A write failed for lack of space (ENOSPC) or quota (EDQUOT)."""
+
+    PREFIX = "no space left on the device of "
+
+    def __init__(self, folder: object) -> None:
+        super().__init__(f"{self.PREFIX}{folder}")
+        self.folder = folder

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from transformers import PreTrainedTokenizerBase
 
 from xstilts.formats import TaskFormat
 from xstilts.formats.base import FeatureOutputs
-from xstilts.inference import run_inference
+from xstilts.inference import Sharding, run_sharded
 from xstilts.io import atomic_write_text
 from xstilts.metrics import get_metric
 from xstilts.modeling import MultiTaskModel
@@ -79,35 +78,6 @@ def prediction_path(root: Path, spec: TaskSpec, fmt: TaskFormat, split: str, lan
     return root / spec.name / f"{split}-{lang}.{fmt.prediction_suffix}"
 
 
-@dataclass(frozen=True)
-class Sharding:
-    """This process's place among ``world_size`` evaluating processes.
-
-    ``gather`` takes this process's list of outputs and returns the lists of all
-    processes concatenated in rank order, on every process (as
-    ``accelerate.utils.gather_object`` does).
-    """
-
-    rank: int
-    world_size: int
-    gather: Callable[[FeatureOutputs], FeatureOutputs]
-
-    def bounds(self, count: int) -> tuple[int, int]:
-        """This process's contiguous share of ``count`` features."""
-        share, extra = divmod(count, self.world_size)
-        start = self.rank * share + min(self.rank, extra)
-        return start, start + share + (1 if self.rank < extra else 0)
-
-
-def accelerator_sharding(accelerator: Any) -> Sharding | None:
-    """The sharding of an ``accelerate.Accelerator``'s processes; None for one process."""
-    if accelerator.num_processes <= 1:
-        return None
-    from accelerate.utils import gather_object
-
-    return Sharding(accelerator.process_index, accelerator.num_processes, gather_object)
-
-
 class Evaluator:
     def __init__(
         self,
@@ -152,20 +122,17 @@ class Evaluator:
 
     def _run(self, features: datasets.Dataset, desc: str) -> FeatureOutputs:
         """``run_inference`` over ``features``, split across processes when sharded."""
-        if self.sharding is not None:
-            start, stop = self.sharding.bounds(len(features))
-            features = features.select(range(start, stop))
-        outputs = run_inference(
+        return run_sharded(
             self.model,
             self.spec.head_name,
             self.fmt,
             features,
+            self.sharding,
             batch_size=self.batch_size,
             pad_token_id=self.tokenizer.pad_token_id,
             device=self.device,
             desc=desc,
         )
-        return outputs if self.sharding is None else self.sharding.gather(outputs)
 
     def language(self, item: LanguageSplit, split: str, predictions_dir: Path) -> dict[str, Any]:
         """Predict and score one language; write its prediction file in ``predictions_dir``."""
@@ -179,7 +146,8 @@ class Evaluator:
         outputs = self.outputs(data, f"evaluate {spec.name}/{item.language}")
         predictions = fmt.predict(spec, data.examples, data.features, outputs, calibration)
         path = prediction_path(predictions_dir, spec, fmt, split, item.language)
-        atomic_write_text(path, fmt.render_predictions(spec, data.examples, predictions))
+        if self.sharding is None or self.sharding.rank == 0:  # one writer among processes
+            atomic_write_text(path, fmt.render_predictions(spec, data.examples, predictions))
         scores = fmt.score(spec, data.examples, predictions, language=item.language)
         entry: dict[str, Any] = {"num_examples": len(data.examples), "predictions": str(path)}
         if calibration is not None:

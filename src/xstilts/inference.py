@@ -7,6 +7,10 @@ feature order, so formats see exactly what an unsorted run gives them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import datasets
 import numpy as np
 import torch
@@ -16,6 +20,52 @@ from xstilts.formats import TaskFormat
 from xstilts.formats.base import FeatureOutputs
 from xstilts.modeling import MultiTaskModel
 from xstilts.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """This process's place among ``world_size`` processes that share inference.
+
+    ``gather`` takes this process's list of outputs and returns the lists of all
+    processes concatenated in rank order, on every process (as
+    ``accelerate.utils.gather_object`` does).
+    """
+
+    rank: int
+    world_size: int
+    gather: Callable[[FeatureOutputs], FeatureOutputs]
+
+    def bounds(self, count: int) -> tuple[int, int]:
+        """This process's contiguous share of ``count`` features."""
+        share, extra = divmod(count, self.world_size)
+        start = self.rank * share + min(self.rank, extra)
+        return start, start + share + (1 if self.rank < extra else 0)
+
+
+def accelerator_sharding(accelerator: Any) -> Sharding | None:
+    """The sharding of an ``accelerate.Accelerator``'s processes; None for one process."""
+    if accelerator.num_processes <= 1:
+        return None
+    from accelerate.utils import gather_object
+
+    return Sharding(accelerator.process_index, accelerator.num_processes, gather_object)
+
+
+def run_sharded(
+    model: MultiTaskModel,
+    head: str,
+    fmt: TaskFormat,
+    features: datasets.Dataset,
+    sharding: Sharding | None,
+    **options: Any,
+) -> FeatureOutputs:
+    """``run_inference`` over this process's share of ``features``; the outputs of all
+    shares, in feature order, on every process."""
+    if sharding is None:
+        return run_inference(model, head, fmt, features, **options)
+    start, stop = sharding.bounds(len(features))
+    own = run_inference(model, head, fmt, features.select(range(start, stop)), **options)
+    return sharding.gather(own)
 
 
 @torch.no_grad()

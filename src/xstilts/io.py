@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from xstilts.errors import DamagedFile, XstiltsError
+from xstilts.errors import DamagedFile, DiskFull, XstiltsError
 
 READ_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
 """What reading back a truncated or corrupt model or checkpoint file raises."""
@@ -58,7 +59,37 @@ def first_non_utf8_line(path: Path) -> int | None:
     return None
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the disk (or the quota) is full; safetensors' writer says
+    so only in its message."""
+    if isinstance(error, OSError):
+        return error.errno in NO_SPACE
+    text = str(error)
+    return isinstance(error, SafetensorError) and any(
+        f"os error {code})" in text for code in NO_SPACE
+    )
+
+
+@contextmanager
+def space_checked(folder: Path) -> Iterator[None]:
+    """Turn a write's full-disk error into ``DiskFull`` naming ``folder``."""
+    try:
+        yield
+    except (OSError, SafetensorError) as err:
+        if is_disk_full(err):
+            raise DiskFull(folder) from err
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    with space_checked(path.parent):
+        _write_text(path, text)
+
+
+def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -89,13 +120,15 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     Between the renames the previous version sits at ``<target>.old``, which
     ``settled_dir`` picks up if the process dies right there.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = make_scratch_dir(target.parent, f".{target.name}.")
+    with space_checked(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = make_scratch_dir(target.parent, f".{target.name}.")
     try:
-        yield scratch
-        fsync_tree(scratch)  # a crash after the rename must not find truncated files
+        with space_checked(target.parent):
+            yield scratch
+            fsync_tree(scratch)  # a crash after the rename must not find truncated files
     except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)  # and the space it took comes back
         raise
     old = target.with_name(target.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar
 
 from tqdm.auto import tqdm
 
+from xstilts.processes import is_main
+
 T = TypeVar("T")
 
 LOG_INTERVAL_S = 30.0
@@ -32,7 +34,10 @@ def interactive() -> bool:
 
 
 def progress_bar(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm | IntervalLog[T]:
-    """A tqdm bar on a terminal; elsewhere an ``IntervalLog`` with the same methods."""
+    """A tqdm bar on a terminal; elsewhere an ``IntervalLog`` with the same methods.
+    Among several processes, only the main one shows progress."""
+    if not is_main():
+        kwargs["disable"] = True
     if interactive():
         kwargs.setdefault("mininterval", 0.2)
         kwargs.setdefault("dynamic_ncols", True)

@@ -20,7 +20,7 @@ from xstilts.experiment.executors import (
     OnDone,
     _failed_dependency,
     _ready,
-    execute_job,
+    run_job,
     skipped,
 )
 
@@ -55,11 +55,12 @@ def _forwarded_env() -> dict[str, str]:
 
 
 def run_after(job: Job, out_root: Path, *dependencies: JobResult) -> JobResult:
-    """A Ray task's body: skip ``job`` if a dependency failed, else run it. Never raises."""
+    """A Ray task's body: skip ``job`` if a dependency failed, else run it (through
+    torchrun on the task's GPUs when it has several). Never raises."""
     failed = next((dep.name for dep in dependencies if not dep.ok), None)
     if failed:
         return skipped(job, failed)
-    return execute_job(job, out_root)
+    return run_job(job, out_root)
 
 
 class RayExecutor:
@@ -136,7 +137,9 @@ class SlurmExecutor:
 
     ``cluster`` is submitit's: None picks Slurm when available, ``"local"`` runs the
     jobs in subprocesses of this machine (for tests), ``"debug"`` in this process.
-    Every job asks for the same resources (``gpus_per_node``, ``cpus_per_task``).
+    Every job asks for the same resources (``gpus_per_node``, ``cpus_per_task``), or
+    for its own GPUs where it has more (``resources.gpus``): one task of that many
+    GPUs, in which torchrun starts a process per GPU.
     """
 
     def __init__(
@@ -171,6 +174,12 @@ class SlurmExecutor:
         executor.update_parameters(**parameters)
         return executor
 
+    def job_parameters(self, job: Job) -> dict[str, Any]:
+        """submitit's parameters of one job: its name, and enough GPUs for it in one
+        task (torchrun starts a process per GPU in it)."""
+        gpus = max(self.gpus_per_node, job.gpus)
+        return {"name": job.name, "gpus_per_node": gpus, "tasks_per_node": 1}
+
     def run(self, jobs: list[Job], out_root: Path, on_done: OnDone) -> list[JobResult]:
         _check_plan(jobs)
         executor = self._executor()
@@ -185,9 +194,9 @@ class SlurmExecutor:
                     done[job.name] = skipped(job, failed)
                     on_done(done[job.name])
                     continue
-                executor.update_parameters(name=job.name)
+                executor.update_parameters(**self.job_parameters(job))
                 try:
-                    handle = executor.submit(execute_job, job, out_root)
+                    handle = executor.submit(run_job, job, out_root)
                 except Exception as err:  # sbatch refused it
                     done[job.name] = _failed(job, f"submission failed: {err}")
                     on_done(done[job.name])

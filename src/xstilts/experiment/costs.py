@@ -92,14 +92,14 @@ def _examples_seen(
     name: str,
     training: TrainingConfig,
     batch_size: int,
-    accumulation: int,
     share: float = 1.0,
 ) -> float | None:
     """Examples one task of a phase trains on: ``share`` of the phase's ``max_steps``
-    batches when a step budget is set (a capped set is repeated as often as the budget
-    needs), else its epochs over the (capped) training set; None if its size is unknown."""
+    batches (``batch_size`` is examples per optimizer step) when a step budget is set
+    (a capped set is repeated as often as the budget needs), else its epochs over the
+    (capped) training set; None if its size is unknown."""
     if training.max_steps is not None:
-        return training.max_steps * share * batch_size * accumulation
+        return training.max_steps * share * batch_size
     size = TRAIN_EXAMPLES.get(name)
     if size is None:
         return None
@@ -140,9 +140,7 @@ def intermediate_gpu_hours(experiment: ResolvedExperiment) -> float | None:
     for spec in experiment.intermediate:
         settings = inter.task_settings[spec.name]
         assert settings.max_length is not None and settings.batch_size is not None
-        share = shares[spec.name]
-        accumulation = settings.gradient_accumulation_steps or training.gradient_accumulation_steps
-        seen = _examples_seen(spec.name, training, settings.batch_size, accumulation, share)
+        seen = _examples_seen(spec.name, training, settings.batch_size, shares[spec.name])
         count = _tokens(spec.name, seen, settings.max_length)
         if count is None:
             return None
@@ -153,7 +151,7 @@ def intermediate_gpu_hours(experiment: ResolvedExperiment) -> float | None:
 def _phase_tokens(name: str, training: TrainingConfig) -> float | None:
     """Training tokens of a single-task phase (a target or one of its stages)."""
     assert training.max_length is not None and training.batch_size is not None
-    seen = _examples_seen(name, training, training.batch_size, training.gradient_accumulation_steps)
+    seen = _examples_seen(name, training, training.batch_size)
     return _tokens(name, seen, training.max_length)
 
 
@@ -190,5 +188,5 @@ def language_adapter_gpu_hours(experiment: ResolvedExperiment) -> float | None:
         return None
     training = madx.training
     assert training.max_length is not None and training.batch_size is not None
-    seen = training.max_steps * training.batch_size * training.gradient_accumulation_steps
+    seen = training.max_steps * training.batch_size  # examples per optimizer step
     return 6 * _parameters(experiment) * seen * training.max_length / _flops_per_hour()

@@ -9,8 +9,12 @@ dependency failed is skipped and reported as such.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import signal
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,9 +24,12 @@ from multiprocessing.connection import wait as connection_wait
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 import yaml
+
+from xstilts.io import atomic_write_json
+from xstilts.processes import is_main, world_size
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,82 @@ def execute_job(job: Job, out_root: Path) -> JobResult:
         return JobResult(job.name, False, job.log_path, error=detail)
 
 
+# -- a job on several GPUs: one torchrun process per GPU ------------------------------
+
+JOBS_DIR = "jobs"
+"""Under a grid's output folder: the job and result files of jobs run through torchrun."""
+
+
+def run_job(job: Job, out_root: Path) -> JobResult:
+    """Run one job: in this process, or with ``job.gpus`` > 1 through ``launch_command``
+    (one process per GPU, the pipeline sharing the work among them), reading back the
+    result its main process writes. Never raises."""
+    if job.gpus <= 1 or world_size() > 1:  # already one of several processes
+        return execute_job(job, out_root)
+    folder = out_root / JOBS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    job_file = folder / f"{job.name}.json"
+    result_file = _result_file(job_file)
+    result_file.unlink(missing_ok=True)
+    atomic_write_json(job_file, _payload(job))
+    command = launch_command(job_file, out_root, job.gpus)
+    log.info("%s: %s", job.name, " ".join(command))
+    done = subprocess.run(command, check=False)
+    if result_file.is_file():
+        return _read(JobResult, result_file)
+    error = f"torchrun ended with exit {done.returncode} before the job's result was written"
+    log.error("%s failed: %s (log: %s)", job.name, error, job.log_path)
+    return JobResult(job.name, False, job.log_path, error=error)
+
+
+def launch_command(job_file: Path, out_root: Path, gpus: int) -> list[str]:
+    """torchrun with one process per GPU of this node, each running the job in
+    ``job_file`` (``python -m xstilts.experiment.executors``)."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",  # its own rendezvous on a free port: jobs may share a node
+        f"--nproc_per_node={gpus}",
+        "-m",
+        "xstilts.experiment.executors",
+        str(job_file),
+        str(out_root),
+    ]
+
+
+Stored = TypeVar("Stored", Job, JobResult)
+
+
+def _result_file(job_file: Path) -> Path:
+    return job_file.with_name(f"{job_file.stem}.result.json")
+
+
+def _payload(item: Job | JobResult) -> dict[str, object]:
+    payload = dataclasses.asdict(item)
+    payload["log_path"] = str(item.log_path)
+    if isinstance(item, Job):
+        payload["depends_on"] = list(item.depends_on)
+    return payload
+
+
+def _read(kind: type[Stored], path: Path) -> Stored:
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload["log_path"] = Path(payload["log_path"])
+    if "depends_on" in payload:
+        payload["depends_on"] = tuple(payload["depends_on"])
+    return kind(**payload)
+
+
+def _launched(argv: list[str]) -> int:
+    """One of torchrun's processes: run the job; the main process writes its result."""
+    job_file, out_root = Path(argv[0]), Path(argv[1])
+    result = execute_job(_read(Job, job_file), out_root)
+    if is_main():
+        atomic_write_json(_result_file(job_file), _payload(result))
+    return 0 if result.ok else 1
+
+
 def _append_traceback(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
@@ -113,7 +196,7 @@ class LocalExecutor:
         done: dict[str, JobResult] = {}
         for job in jobs:
             failed = _failed_dependency(job, done)
-            result = skipped(job, failed) if failed else execute_job(job, out_root)
+            result = skipped(job, failed) if failed else run_job(job, out_root)
             done[job.name] = result
             on_done(result)
         return [done[job.name] for job in jobs]
@@ -172,7 +255,7 @@ class LocalExecutor:
 
 
 def _work(job: Job, out_root: Path, sender: Connection) -> None:
-    sender.send(execute_job(job, out_root))
+    sender.send(run_job(job, out_root))
     sender.close()
 
 
@@ -199,3 +282,7 @@ def _ready(waiting: Iterable[Job], done: dict[str, JobResult]) -> list[Job]:
 
 def _failed_dependency(job: Job, done: dict[str, JobResult]) -> str | None:
     return next((dep for dep in job.depends_on if not done[dep].ok), None)
+
+
+if __name__ == "__main__":
+    sys.exit(_launched(sys.argv[1:]))

@@ -19,13 +19,14 @@ from pydantic import Field
 
 from xstilts.config import StrictModel, parse_config
 from xstilts.errors import XstiltsError
-from xstilts.experiment import costs, evaluation_records, run_folder
+from xstilts.experiment import costs, disk, evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import EvaluationKey
 from xstilts.experiment.executors import Job, JobKind
 from xstilts.experiment.pipeline import LANGUAGE_ADAPTERS_DIR, language_dirs
 from xstilts.experiment.report_spec import REPORT_SPEC_FILE, ReportSpec
 from xstilts.experiment.resolve import resolve, with_samples
 from xstilts.io import atomic_write_json
+from xstilts.selection.settings import SelectionSettings
 from xstilts.tasks import TaskRegistry, load_registry
 from xstilts.train.loop import phase_result
 
@@ -72,6 +73,11 @@ class GridConfig(StrictModel):
     name: str | None = None
     grid: GridSpec
     report: ReportSpec = Field(default_factory=ReportSpec)
+    selection: SelectionSettings | None = Field(
+        None,
+        description="Transferability estimation (xstilts select); with top_k, budget mode: "
+        "each target is trained only from its top-K options and the baseline.",
+    )
     base: dict[str, Any] = Field(
         default_factory=dict, description="Experiment keys shared by every run of the grid."
     )
@@ -97,6 +103,10 @@ class PlannedRun:
     """Why the last attempt failed, when it did (from the run folder's status)."""
     gpu_hours: float | None = None
     """Estimated GPU-hours (experiment/costs.py); None where no estimate exists."""
+    disk_estimate: disk.RunDisk | None = None
+    """Estimated disk under its runtime.keep (experiment/disk.py)."""
+    keep: str = "results"
+    """Its runtime.keep."""
     languages: tuple[str, ...] = ()
     """A target run's evaluation languages."""
     benchmark: str | None = None
@@ -171,11 +181,13 @@ def with_scale(payload: dict[str, Any], source: str) -> dict[str, Any]:
         known = ", ".join(sorted(scales)) or "none"
         raise XstiltsError(f"{source}: scale '{scale}' is not defined (its scales: {known})")
     chosen = scales[scale] or {}
-    unknown = sorted(set(chosen) - {"grid", "base", "report"})
+    unknown = sorted(set(chosen) - {"grid", "base", "report", "selection"})
     if unknown:
-        raise XstiltsError(f"{source}: scales.{scale} may set grid, base and report, not {unknown}")
+        raise XstiltsError(
+            f"{source}: scales.{scale} may set grid, base, report and selection, not {unknown}"
+        )
     scaled = copy.deepcopy(payload)
-    for section in ("grid", "base", "report"):
+    for section in ("grid", "base", "report", *(["selection"] if "selection" in chosen else [])):
         scaled.setdefault(section, {}).update(copy.deepcopy(chosen.get(section) or {}))
     if scaled.get("name"):
         scaled["name"] = f"{scaled['name']}-{scale}"
@@ -235,6 +247,8 @@ def plan_grid(
                             config_yaml,
                             last_error=None if done else _last_error(folder),
                             gpu_hours=costs.language_adapter_gpu_hours(experiment),
+                            disk_estimate=disk.language_adapter_disk(experiment),
+                            keep=config.runtime.keep,
                         )
                 needs = tuple(folder.name for folder in adapter_dirs.values())
                 inter_name = experiment.intermediate_name
@@ -252,6 +266,8 @@ def plan_grid(
                         depends_on=needs,
                         last_error=None if done else _last_error(inter_dir),
                         gpu_hours=costs.intermediate_gpu_hours(experiment),
+                        disk_estimate=disk.intermediate_disk(experiment),
+                        keep=config.runtime.keep,
                     )
                 evaluation = config.evaluation
                 run_dir = out_root / "runs" / experiment.run_name
@@ -273,6 +289,8 @@ def plan_grid(
                         depends_on=(*needs, *([inter_name] if inter_name else [])),
                         last_error=None if finished else _last_error(run_dir),
                         gpu_hours=costs.target_gpu_hours(experiment),
+                        disk_estimate=disk.target_disk(experiment),
+                        keep=config.runtime.keep,
                         languages=tuple(experiment.languages),
                         benchmark=evaluation.benchmark,
                     )

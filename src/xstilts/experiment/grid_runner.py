@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from xstilts.errors import XstiltsError
+from xstilts.errors import DiskFull, XstiltsError
+from xstilts.experiment import disk
 from xstilts.experiment.executors import Executor, JobResult, LocalExecutor
 from xstilts.experiment.grid import GridConfig, Plan, plan_grid, save_report_spec
 
@@ -47,7 +49,7 @@ def make_executor(
     raise XstiltsError(f"--executor: '{kind}' is not one of local, ray, slurm")
 
 
-def print_plan(plan: Plan, console: Console) -> None:
+def print_plan(plan: Plan, console: Console, parallel: int = 1) -> None:
     table = Table(title="grid plan")
     for column in ("runs", "total", "finished", "to run", "failed last time"):
         table.add_column(column, justify="left" if column == "runs" else "right")
@@ -65,6 +67,7 @@ def print_plan(plan: Plan, console: Console) -> None:
     console.print(table)
     console.print(_languages_line(plan), highlight=False)
     console.print(_cost_line(plan), highlight=False)
+    console.print(disk_line(plan, parallel), highlight=False)
     pending = [r for r in plan.runs if not r.finished]
     if pending:
         listing = Table(title=f"to run ({len(pending)})")
@@ -103,6 +106,37 @@ def _cost_line(plan: Plan) -> str:
     return text + (f"; {unknown} runs without an estimate" if unknown else "")
 
 
+def _plan_disk(plan: Plan) -> tuple[int, int, str]:
+    """The plan's disk: kept when finished, most more while one run trains, and the
+    runtime.keep of its runs."""
+    estimates = [r.disk_estimate for r in plan.runs if r.disk_estimate is not None]
+    kept = sum(e.kept for e in estimates)
+    peak = max((e.peak for e in estimates), default=0)
+    return kept, peak, ", ".join(sorted({r.keep for r in plan.runs})) or "results"
+
+
+def disk_line(plan: Plan, parallel: int = 1) -> str:
+    """What the whole plan needs on disk under its runs' runtime.keep."""
+    kept, peak, keeps = _plan_disk(plan)
+    counts = ", ".join(
+        f"{len(runs)} {label}"
+        for label, runs in (
+            ("language adapter", plan.language_adapters),
+            ("intermediate", plan.intermediate),
+            ("target", plan.targets),
+        )
+        if runs
+    )
+    return f"{disk.describe(kept, peak, keeps, parallel)}; {counts} runs"
+
+
+def _full_disk(error: str, plan: Plan, parallel: int) -> str:
+    """A job's DiskFull error (its text: ``xstilts.errors.DiskFull: ...``), with what the
+    plan needs."""
+    reason = DiskFull(error.split(": ", 1)[-1].removeprefix(DiskFull.PREFIX))
+    return disk.full_message(reason, *_plan_disk(plan), parallel)
+
+
 def run_grid(
     grid: GridConfig,
     out_root: Path,
@@ -112,10 +146,15 @@ def run_grid(
     max_parallel: int | None = None,
     dry_run: bool = False,
     source: str = "grid",
+    narrow: Callable[[Plan], Plan] | None = None,
 ) -> list[JobResult]:
-    """Plan, print the plan, and (unless a dry run) run what is not finished yet."""
+    """Plan, print the plan, and (unless a dry run) run what is not finished yet.
+    ``narrow``: what trims the plan first (a grid's budget mode, xstilts/selection)."""
     plan = plan_grid(grid, out_root, source, dry_run=dry_run)
-    print_plan(plan, console)
+    if narrow is not None:
+        plan = narrow(plan)
+    parallel = max_parallel or grid.grid.max_parallel
+    print_plan(plan, console, parallel)
     jobs = plan.jobs(out_root, grid.grid.resources)
     if dry_run:
         return []
@@ -141,6 +180,9 @@ def run_grid(
                 index_run(out_root / DB_FILE, result.results)
             state = "done" if result.ok else "FAILED"
             progress.update(bar, advance=1, description=f"{state}: {result.name}")
+            if not result.ok and DiskFull.__name__ in (result.error or ""):
+                # Every job after it would fail the same way: stop the grid here.
+                raise XstiltsError(_full_disk(result.error or "", plan, parallel))
 
         results = runner.run(jobs, out_root, on_done)
     _report(results, console)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,14 +30,21 @@ from xstilts.config import (
     config_hash,
 )
 from xstilts.errors import XstiltsError
-from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit, accelerator_sharding
-from xstilts.experiment import adapter_plans, evaluation_records, run_folder, summaries
+from xstilts.evaluate import EvaluationSet, Evaluator, LanguageSplit
+from xstilts.experiment import (
+    adapter_plans,
+    evaluation_records,
+    retention,
+    run_folder,
+    summaries,
+)
 from xstilts.experiment.evaluation_records import RESULTS_FILE, EvaluationKey
 from xstilts.experiment.resolve import ResolvedExperiment, resolve
 from xstilts.experiment.run_folder import STAGES_DIR, RunLock, damage_hint, marked, restart
-from xstilts.experiment.runtime import get_accelerator, log_to_file
+from xstilts.experiment.runtime import get_accelerator, log_to_file, process_state
 from xstilts.features import encode_split
 from xstilts.formats import get_format
+from xstilts.inference import accelerator_sharding
 from xstilts.io import atomic_write_json, atomic_write_text, read_json
 from xstilts.metrics import get_metric
 from xstilts.modeling import (
@@ -48,13 +56,16 @@ from xstilts.modeling import (
     load_heads,
     load_tokenizer,
     load_trained_model,
+    pretrained_fingerprint,
     use_language,
     weights_fingerprint,
 )
+from xstilts.processes import is_main
 from xstilts.tasks.loading import LoadedSplit, load_split
 from xstilts.tasks.spec import SplitName, TaskSpec
 from xstilts.tracking import check_trackers, score_values, start_tracking, stop_tracking
 from xstilts.train.adversarial import make_objective
+from xstilts.train.batches import micro_batch_size
 from xstilts.train.loop import BEST_DIR, TrainTask, phase_result, train_phase
 from xstilts.train.sampling import sampling_weights
 
@@ -96,24 +107,32 @@ def run_experiment(
         if experiment.intermediate_name
         else None
     )
-    with RunLock(run_dir), marked(run_dir):
+    processes = process_state(config.runtime)
+    with RunLock(run_dir, processes), marked(run_dir):
         if restart_phase is not None:
             restart(restart_phase, run_dir, inter_dir)
         run_folder.clean_scratch(run_dir)
+        processes.wait_for_everyone()  # the others read the folder once the main cleaned it
         with log_to_file(run_dir / "run.log"), damage_hint(inter_dir):
             log.info("run %s", run_dir)
-            atomic_write_text(run_dir / CONFIG_FILE, experiment.config.to_yaml())
+            _save_text(run_dir / CONFIG_FILE, experiment.config.to_yaml())
             runner = _Runner(experiment, run_dir, inter_dir, language_dirs(experiment, out_root))
             runner.check_inputs()
             runner.train_language_adapters()
             if inter_dir is not None and not phase_result(inter_dir).is_file():
                 # Shared by every target run that starts from it: locked only to train it.
-                with RunLock(inter_dir), marked(inter_dir), log_to_file(inter_dir / "train.log"):
+                with (
+                    RunLock(inter_dir, processes),
+                    marked(inter_dir),
+                    log_to_file(inter_dir / "train.log"),
+                ):
                     run_folder.clean_scratch(inter_dir)
+                    processes.wait_for_everyone()
                     runner.train_intermediate()
             try:
                 runner.train_target()
                 results = runner.evaluate()
+                runner.finish_run()
             finally:
                 runner.close_tracking()
     return RunOutcome(run_dir, results)
@@ -131,13 +150,28 @@ def run_intermediate_phase(config: ExperimentConfig, out_root: Path) -> Path:
     inter_dir = out_root / "intermediate" / experiment.intermediate_name
     if phase_result(inter_dir).is_file():
         return inter_dir
-    with RunLock(inter_dir), marked(inter_dir), log_to_file(inter_dir / "train.log"):
+    processes = process_state(config.runtime)
+    with RunLock(inter_dir, processes), marked(inter_dir), log_to_file(inter_dir / "train.log"):
         run_folder.clean_scratch(inter_dir)
+        processes.wait_for_everyone()
         runner = _Runner(experiment, inter_dir, inter_dir, language_dirs(experiment, out_root))
         runner.check_intermediate_inputs()
         runner.train_language_adapters()
         runner.train_intermediate()
     return inter_dir
+
+
+def _may_leave_unused(plans: list[_TaskPlan], setup: AdapterSetup | None) -> bool:
+    """Whether a step may leave trained parameters without a gradient (which DDP must
+    then look for): the heads of tasks not drawn, or adapters a step does not pass
+    through (a task's own adapters, fusion, MAD-X's language adapters)."""
+    return len({plan.spec.head_name for plan in plans}) > 1 or setup is not None
+
+
+def _save_text(path: Path, text: str) -> None:
+    """Write a run's file: among several processes, the main one writes it."""
+    if is_main():
+        atomic_write_text(path, text)
 
 
 def _single_task_settings(training: TrainingConfig) -> TaskSettings:
@@ -183,6 +217,7 @@ class _Runner:
         self.experiment = experiment
         self.config = experiment.config
         self.run_dir = run_dir
+        self.out_root = run_dir.parent.parent  # every phase folder is <out>/<kind>/<name>
         self.inter_dir = inter_dir
         self.language_dirs = language_dirs
         check_trackers(self.config.runtime.log_with)
@@ -205,10 +240,14 @@ class _Runner:
             if not phase_result(phase_dir).is_file():
                 assert cfg.language_adapters is not None
                 spec = self._language_task(lang)
-                self._load_training_splits(spec, cfg.language_adapters.training, lang)
+                training = cfg.language_adapters.training
+                self._check_batch("language_adapters.training", _single_task_settings(training))
+                self._load_training_splits(spec, training, lang)
         if self.inter_dir is not None and not phase_result(self.inter_dir).is_file():
             assert cfg.intermediate is not None
             for spec in self.experiment.intermediate:
+                key = f"intermediate.task_settings.{spec.name} (or intermediate.training)"
+                self._check_batch(key, cfg.intermediate.task_settings[spec.name])
                 self._load_training_splits(spec, cfg.intermediate.training)
 
     def check_target_inputs(self) -> None:
@@ -217,14 +256,23 @@ class _Runner:
         fmt = get_format(target.format)
         fmt.options(target)
         if fmt.trainable and not phase_result(self.run_dir).is_file():
+            self._check_batch("target.training", _single_task_settings(cfg.target.training))
             self._load_training_splits(target, cfg.target.training)
-        for stage, spec, folder in self._stages():
+        for index, (stage, spec, folder) in enumerate(self._stages()):
             if not phase_result(folder).is_file():
+                key = f"target.stages[{index}].training"
+                self._check_batch(key, _single_task_settings(stage.training))
                 self._load_training_splits(spec, stage.training)
         for lang in self.experiment.languages:
             self._load(target, cfg.evaluation.split, lang, cfg.evaluation.max_examples)
             if fmt.needs_calibration(target):
                 self._load(target, "validation", lang, cfg.evaluation.max_examples)
+
+    def _check_batch(self, key: str, settings: TaskSettings) -> None:
+        """A phase's batch must split equally over the processes and micro-batches."""
+        assert settings.batch_size is not None
+        accumulation = settings.gradient_accumulation_steps or 1
+        micro_batch_size(key, settings.batch_size, accumulation, self.accelerator.num_processes)
 
     def _train_split(self, spec: TaskSpec, training: TrainingConfig) -> LoadedSplit:
         """The training examples: the train splits of all of the task's training
@@ -306,14 +354,16 @@ class _Runner:
         for lang, phase_dir in self.language_dirs.items():
             if phase_result(phase_dir).is_file():
                 continue
-            with RunLock(phase_dir), marked(phase_dir), log_to_file(phase_dir / "train.log"):
+            lock = RunLock(phase_dir, self.accelerator)
+            with lock, marked(phase_dir), log_to_file(phase_dir / "train.log"):
                 run_folder.clean_scratch(phase_dir)
+                self.accelerator.wait_for_everyone()
                 self._train_language_adapter(lang, phase_dir)
 
     def _train_language_adapter(self, lang: str, phase_dir: Path) -> None:
         madx = self.config.language_adapters
         assert madx is not None
-        atomic_write_text(phase_dir / CONFIG_FILE, self.config.to_yaml())
+        _save_text(phase_dir / CONFIG_FILE, self.config.to_yaml())
         spec = self._language_task(lang)
         setup = adapter_plans.language_adapter_setup(madx, lang, spec.head_name)
         training = madx.training
@@ -332,13 +382,14 @@ class _Runner:
         if phase_result(self.inter_dir).is_file():
             log.info("intermediate phase already trained: reusing %s", self.inter_dir)
             return
-        atomic_write_text(self.inter_dir / CONFIG_FILE, cfg.to_yaml())
+        _save_text(self.inter_dir / CONFIG_FILE, cfg.to_yaml())
         inter = cfg.intermediate
         sizes = {
             s.name: len(self._train_split(s, inter.training).examples)
             for s in self.experiment.intermediate
         }
-        atomic_write_json(self.inter_dir / TRAIN_EXAMPLES_FILE, sizes)
+        if is_main():
+            atomic_write_json(self.inter_dir / TRAIN_EXAMPLES_FILE, sizes)
         draw = dict(zip(sizes, sampling_weights(sizes, inter.sampler), strict=True))
         log.info(
             "tasks: %s",
@@ -376,7 +427,7 @@ class _Runner:
                 with marked(folder), log_to_file(folder / "train.log"):
                     run_folder.clean_scratch(folder)
                     log.info("target stage %s: training from %s", folder.name, start or "scratch")
-                    atomic_write_text(folder / CONFIG_FILE, self.config.to_yaml())
+                    _save_text(folder / CONFIG_FILE, self.config.to_yaml())
                     plan = _TaskPlan(spec, _single_task_settings(stage.training), 1.0, 1.0)
                     self._train(
                         [plan], stage.training, folder, start, None, handed_head=handed_head
@@ -406,7 +457,8 @@ class _Runner:
         if phase_result(self.run_dir).is_file():
             log.info("target phase already trained: reusing %s", self.run_dir / BEST_DIR)
             return
-        evaluation_records.clear(self.run_dir)  # they scored a model about to be replaced
+        if is_main():  # they scored a model about to be replaced
+            evaluation_records.clear(self.run_dir)
         self._train_own_fusion_adapter()
         training = self.config.target.training
         settings = _single_task_settings(training)
@@ -437,7 +489,7 @@ class _Runner:
         with marked(folder), log_to_file(folder / "train.log"):
             run_folder.clean_scratch(folder)
             log.info("AdapterFusion: training the target task's own adapter in %s", folder)
-            atomic_write_text(folder / CONFIG_FILE, self.config.to_yaml())
+            _save_text(folder / CONFIG_FILE, self.config.to_yaml())
             training = self.config.target.training
             plan = _TaskPlan(self.experiment.target, _single_task_settings(training), 1.0, 1.0)
             setup = adapter_plans.fusion_target_adapter_setup(self.experiment, self.language_dirs)
@@ -500,8 +552,10 @@ class _Runner:
                 tokenizer=self.tokenizer,
                 accelerator=self.accelerator,
                 compile_encoder=self.config.runtime.compile,
+                find_unused_parameters=_may_leave_unused(plans, setup),
             )
             self.accelerator.free_memory()
+            self._keep_only(retention.removable_after_phase(phase_dir, self.config.runtime.keep))
         finally:
             if phase != "target":  # a target run's tracker run also gets its scores
                 self.close_tracking()
@@ -538,6 +592,20 @@ class _Runner:
         training = results.get("training") or {}
         self.accelerator.log(score_values(results), step=training.get("steps") or 0)
 
+    def _keep_only(self, removable: list[Path]) -> None:
+        """Delete what ``runtime.keep`` does not keep (on the main process)."""
+        if removable and self.accelerator.is_main_process:
+            freed = retention.remove(removable)
+            log.info("runtime.keep %s: freed %.1f MB", self.config.runtime.keep, freed / 1e6)
+
+    def finish_run(self) -> None:
+        """Apply ``runtime.keep`` to the run folder once results.json is written."""
+        self._keep_only(retention.removable_after_run(self.run_dir, self.config.runtime.keep))
+
+    def _relative(self, folder: Path) -> str:
+        """``folder`` as a path from the output root: run folders stay movable."""
+        return os.path.relpath(folder, self.out_root)
+
     def _build_model(
         self,
         specs: list[TaskSpec],
@@ -548,11 +616,12 @@ class _Runner:
         set_seed(self.config.seed if seed is None else seed)  # heads and adapters start random
         model_config = self.config.model
         encoder = build_encoder(model_config, self.tokenizer, init_from)
+        pretrained = pretrained_fingerprint(model_config, self.tokenizer)
         base = {
             "model": model_config.display_name,
             "revision": model_config.revision,
-            "start": str(init_from) if init_from is not None else model_config.display_name,
-            "sha256": weights_fingerprint(encoder),
+            "start": self._relative(init_from) if init_from else model_config.display_name,
+            "sha256": weights_fingerprint(encoder) if init_from else pretrained,
         }
         heads, formats = {}, {}
         for spec in specs:
@@ -584,7 +653,8 @@ class _Runner:
     def _encode(self, spec: TaskSpec, loaded: LoadedSplit, max_length: int):
         fmt = get_format(spec.format)
         cache = self.experiment.cache_dir
-        return encode_split(loaded, fmt, spec, self.tokenizer, max_length, cache)
+        with self.accelerator.main_process_first():  # the others read what it cached
+            return encode_split(loaded, fmt, spec, self.tokenizer, max_length, cache)
 
     # -- evaluation ---------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
@@ -594,7 +664,7 @@ class _Runner:
         spec = self.experiment.target
         key = EvaluationKey(cfg.evaluation.split, cfg.evaluation.max_examples)
         record = evaluation_records.load_record(self.run_dir, key)
-        evaluator: Evaluator | None = None
+        pending = []
         for lang in self.experiment.languages:
             loaded, calibration = self._language_data(spec, key.split, lang)
             data = "+".join(s.fingerprint for s in (loaded, calibration) if s is not None)
@@ -604,6 +674,10 @@ class _Runner:
                     "%s %s: already evaluated (%s), reusing the scores", spec.name, lang, key.name
                 )
                 continue
+            pending.append((lang, loaded, calibration, data))
+        self._check_model_kept(spec, [lang for lang, *_ in pending])
+        evaluator: Evaluator | None = None
+        for lang, loaded, calibration, data in pending:
             log.info("evaluating language %s (%s)", lang, key.name)
             evaluator = evaluator or self._evaluator(spec)
             adapter = self._use_language_adapter(evaluator.model, lang)
@@ -611,6 +685,8 @@ class _Runner:
             if calibration is not None:
                 item.calibration_data = self._evaluation_set(spec, calibration)
             scores = evaluator.language(item, key.split, key.predictions_dir(self.run_dir))
+            if "predictions" in scores:  # relative: the run folder may move
+                scores["predictions"] = os.path.relpath(scores["predictions"], self.run_dir)
             record["languages"][lang] = {**scores, "data": data, **adapter}
             if self.accelerator.is_main_process:
                 evaluation_records.save_record(self.run_dir, key, record)
@@ -621,6 +697,20 @@ class _Runner:
         if self.accelerator.is_main_process and not keeps_fuller:
             atomic_write_json(self.run_dir / RESULTS_FILE, results)
         return results
+
+    def _check_model_kept(self, spec: TaskSpec, languages: list[str]) -> None:
+        """Refuse languages still to evaluate once ``keep: results`` removed the trained
+        model they need (before anything is written: the stored scores stay)."""
+        if not languages or not get_format(spec.format).trainable:
+            return
+        if retention.model_removed(self.run_dir):
+            raise XstiltsError(
+                f"{self.run_dir}: cannot evaluate {', '.join(languages)}, as the target's "
+                "trained model was removed once its scores were written (runtime.keep: "
+                "results; results.json keeps them): set runtime.keep: best and run it again "
+                "with --restart-phase target (in a grid: delete this run folder) to train it "
+                "again"
+            )
 
     def _use_language_adapter(self, model: MultiTaskModel, lang: str) -> dict[str, Any]:
         """MAD-X: swap in ``lang``'s language adapter; say which one ran (recorded with
@@ -705,7 +795,7 @@ class _Runner:
             english = {"score": training["best_score"], "split": "validation"}
         return {
             "run_id": self.run_dir.name,
-            "run_dir": str(self.run_dir),
+            "run_dir": self._relative(self.run_dir),
             "model": cfg.model.display_name,
             "seed": cfg.seed,
             "intermediate_tasks": cfg.intermediate.tasks if cfg.intermediate else [],

@@ -8,6 +8,9 @@ QA tasks (main metric ``f1`` with ``exact_match`` present), otherwise the main m
 ``benchmark`` is the run's evaluation.benchmark (NULL: every language of its task).
 A database written by an older xstilts (other columns) is rebuilt from the run folders.
 
+Paths (``run_dir``, ``results_path``) are stored relative to the grid folder, and
+read back joined to wherever the grid folder is now, so a grid folder can move.
+
 Writes are crash-safe: :func:`index_run` replaces a run's rows in one transaction,
 and :func:`rebuild` builds a fresh database next to the old one and swaps it in
 with an atomic rename, so a crash leaves either the old or the new index.
@@ -213,6 +216,19 @@ def _results_files(grid_dir: Path) -> list[Path]:
     return sorted((grid_dir / "runs").glob("*/results.json"))
 
 
+def _from_grid(path: Path, grid_dir: Path) -> Path:
+    """``path`` relative to the grid folder (as stored), when it lies inside it."""
+    try:
+        return path.relative_to(grid_dir)
+    except ValueError:
+        return path
+
+
+def _in_grid(stored: str | None, grid_dir: Path) -> str | None:
+    """A stored path as it is now: relative ones are inside the grid folder."""
+    return None if stored is None else str(grid_dir / stored)
+
+
 def _read_results(path: Path) -> dict[str, Any]:
     """A run's results, or one error naming a results file that is damaged."""
     try:
@@ -237,7 +253,7 @@ def rebuild(grid_dir: Path | str) -> int:
     try:
         with _connect(tmp) as conn:
             for path in _results_files(grid_dir):
-                _insert(conn, _read_results(path), path)
+                _insert(conn, _read_results(path), _from_grid(path, grid_dir))
                 count += 1
         os.replace(tmp, target)
     finally:
@@ -254,6 +270,7 @@ def sync(grid_dir: Path | str) -> int:
     """Index runs present on disk but missing from the database; returns runs added."""
     grid_dir = Path(grid_dir)
     db_path = db_path_for(grid_dir)
+    _forget_deleted_runs(db_path)  # first: a moved grid's old absolute paths are gone
     known = _indexed_run_ids(db_path)
     added = 0
     for path in _results_files(grid_dir):
@@ -261,9 +278,8 @@ def sync(grid_dir: Path | str) -> int:
             continue
         payload = _read_results(path)
         if payload["run_id"] not in known:
-            index_run(db_path, payload, path)
+            index_run(db_path, payload, _from_grid(path, grid_dir))
             added += 1
-    _forget_deleted_runs(db_path)
     return added
 
 
@@ -271,7 +287,8 @@ def _forget_deleted_runs(db_path: Path) -> None:
     """Drop the rows of runs whose results file is gone (a run folder deleted by hand)."""
     with _connect(db_path) as conn:
         paths = conn.execute("SELECT DISTINCT run_id, results_path FROM results").fetchall()
-        gone = [run_id for run_id, path in paths if path is None or not Path(path).is_file()]
+        grid_dir = db_path.parent
+        gone = [run_id for run_id, path in paths if path is None or not (grid_dir / path).is_file()]
         for run_id in gone:
             conn.execute("DELETE FROM results WHERE run_id = ?", (run_id,))
 
@@ -308,7 +325,11 @@ def _select(db_path: Path) -> list[dict[str, Any]]:
         cursor = conn.execute(
             f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY run_id, language, metric"
         )
-        return [dict(zip(COLUMNS, row, strict=True)) for row in cursor]
+        rows = [dict(zip(COLUMNS, row, strict=True)) for row in cursor]
+    for row in rows:
+        for column in ("run_dir", "results_path"):
+            row[column] = _in_grid(row[column], db_path.parent)
+    return rows
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path | str) -> Path:

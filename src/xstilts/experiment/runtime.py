@@ -8,11 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+from accelerate.utils import ProjectConfiguration
 
 from xstilts.config import RuntimeConfig
+from xstilts.processes import is_main
 from xstilts.tracking import TRACKERS_DIR
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -29,8 +30,6 @@ def get_accelerator(runtime: RuntimeConfig, tracking_dir: Path | None = None) ->
         # Accelerate refuses to change precision once initialised; tests and the demo run
         # several experiments in one process, so start its shared state afresh.
         AcceleratorState._reset_state(reset_partial_state=True)
-    # Heads of tasks not drawn at a step get no gradient: DDP must allow that.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     tracking: dict[str, Any] = {}
     if tracking_dir is not None and runtime.log_with:
         folder = tracking_dir / TRACKERS_DIR
@@ -43,14 +42,24 @@ def get_accelerator(runtime: RuntimeConfig, tracking_dir: Path | None = None) ->
     return Accelerator(
         mixed_precision=runtime.mixed_precision,
         cpu=runtime.cpu,
-        kwargs_handlers=[ddp],
         **tracking,
     )
 
 
+def process_state(runtime: RuntimeConfig) -> PartialState:
+    """This run's processes (one, or those a launcher started), before any Accelerator:
+    the run-folder lock needs their barrier. DDP's options are set per phase, when the
+    loop prepares its model (``train.loop``)."""
+    return PartialState(cpu=runtime.cpu)
+
+
 @contextmanager
 def log_to_file(path: Path) -> Iterator[None]:
-    """Copy everything the xstilts loggers say into ``path`` while the block runs."""
+    """Copy everything the xstilts loggers say into ``path`` while the block runs; among
+    several processes only the main one writes the file (each line once)."""
+    if not is_main():
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

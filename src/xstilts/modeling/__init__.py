@@ -13,6 +13,7 @@ from xstilts.modeling.encoders import (
     build_encoder,
     freeze,
     load_tokenizer,
+    pretrained_fingerprint,
     tiny_tokenizer_path,
     weights_fingerprint,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "load_heads",
     "load_tokenizer",
     "load_trained_model",
+    "pretrained_fingerprint",
     "save_model",
     "tiny_tokenizer_path",
     "use_language",

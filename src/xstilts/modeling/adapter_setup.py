@@ -29,6 +29,7 @@ from transformers import PreTrainedModel
 
 from xstilts.errors import XstiltsError
 from xstilts.io import reading_back
+from xstilts.modeling import deltas
 
 TRAINED_FILE = "trained.safetensors"
 """The encoder parameters a phase trained (adapters, fusion layers, and any encoder
@@ -215,6 +216,7 @@ def _attach(
         for name in list(encoder.adapters_config.adapters):
             encoder.delete_adapter(name)
         _restore_trainable(encoder, base_trainable)
+        deltas.mark_all_changed(encoder)  # frozen weights took the merged adapter too
         return None
 
     fused = None

@@ -23,6 +23,7 @@ from xstilts.config import ModelConfig, TinyModelConfig
 from xstilts.errors import XstiltsError
 from xstilts.io import reading_back
 from xstilts.model_store import model_location
+from xstilts.modeling import deltas
 
 ENCODER_DIR = "encoder"
 
@@ -59,19 +60,53 @@ def build_encoder(
     model: ModelConfig, tokenizer: PreTrainedTokenizerBase, init_from: Path | None = None
 ) -> PreTrainedModel:
     """The starting encoder (a previous phase's, a pretrained one, or a tiny random one),
-    with the parts the config keeps fixed frozen."""
-    if init_from is not None:
+    with the parts the config keeps fixed frozen. A previous phase's is its delta on the
+    pretrained encoder (modeling/deltas.py), or a whole model saved before deltas.
+    Input embeddings that train keep a copy of the pretrained matrix to save their
+    changed rows against (taken before a delta is applied)."""
+    if init_from is not None and (init_from / ENCODER_DIR).is_dir():
         with reading_back(init_from / ENCODER_DIR):
             encoder = _pretrained_encoder(str(init_from / ENCODER_DIR), None)
-    elif model.tiny is not None:
-        encoder = _tiny_encoder(model.tiny, tokenizer)
+        names = {name for name, _ in encoder.named_parameters()}
+        deltas.mark(encoder, pretrained_fingerprint(model, tokenizer), names)
     else:
-        try:
-            encoder = _pretrained_encoder(model_location(model.name), model.revision)
-        except OSError as err:
-            raise XstiltsError(f"model.name: cannot load encoder '{model.name}' ({err})") from None
+        encoder = _original_encoder(model, tokenizer)
+        fingerprint = pretrained_fingerprint(model, tokenizer, encoder)
+        if not model.freeze_embeddings:  # its delta keeps only the rows that change
+            deltas.keep_embedding_reference(encoder)
+        changed: set[str] = set()
+        if init_from is not None:
+            changed = deltas.apply_delta(encoder, init_from, fingerprint, model.display_name)
+        deltas.mark(encoder, fingerprint, changed)
     freeze(encoder, embeddings=model.freeze_embeddings, layers=model.freeze_layers)
     return encoder
+
+
+def _original_encoder(model: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The pretrained encoder (or the tiny random one) as the config names it."""
+    if model.tiny is not None:
+        return _tiny_encoder(model.tiny, tokenizer)
+    try:
+        return _pretrained_encoder(model_location(model.name), model.revision)
+    except OSError as err:
+        raise XstiltsError(f"model.name: cannot load encoder '{model.name}' ({err})") from None
+
+
+_FINGERPRINTS: dict[str, str] = {}
+"""Pretrained fingerprints already computed in this process, by model identity."""
+
+
+def pretrained_fingerprint(
+    model: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    original: PreTrainedModel | None = None,
+) -> str:
+    """sha256 of the pretrained encoder's weights (``original``, if already built)."""
+    key = model.model_dump_json(include={"name", "revision", "tiny"})
+    if key not in _FINGERPRINTS:
+        encoder = original if original is not None else _original_encoder(model, tokenizer)
+        _FINGERPRINTS[key] = weights_fingerprint(encoder)
+    return _FINGERPRINTS[key]
 
 
 def freeze(encoder: PreTrainedModel, *, embeddings: bool, layers: int) -> None:

@@ -1,10 +1,14 @@
 """Saving and loading a phase's best model.
 
-Without adapters, ``best/`` is the encoder in the Hugging Face layout plus the heads.
-With adapters it holds only what the phase trained: ``trained.safetensors`` (adapters,
-fusion layers and any encoder parts trained beside them), the heads, ``base.json``
-naming the frozen base it belongs on (model, revision, sha256 of its weights), and an
-``adapterhub/`` copy of each trained adapter for use with the adapters library alone.
+Without adapters, ``best/`` holds the encoder as what differs from the pretrained one
+(``trained.safetensors``, ``base.json`` with the pretrained model's name, revision and
+sha256: see modeling/deltas.py) plus the heads; a ``best/encoder`` folder (the whole
+model in the Hugging Face layout, written before deltas) still loads. With adapters
+it holds only what the phase trained: ``trained.safetensors`` (adapters, fusion layers
+and any encoder parts trained beside them), the heads, ``base.json`` naming the frozen
+base it belongs on (model, revision, sha256 of its weights), and an ``adapterhub/``
+copy of each trained adapter for use with the adapters library alone. The tokenizer
+is never copied: it is the pretrained model's.
 """
 
 from __future__ import annotations
@@ -13,29 +17,32 @@ from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedTokenizerBase
 
 from xstilts.errors import XstiltsError
 from xstilts.io import atomic_dir, atomic_write_json, read_json, reading_back
-from xstilts.modeling.adapter_setup import TRAINED_FILE, load_trained, trained_encoder_state
-from xstilts.modeling.encoders import ENCODER_DIR
+from xstilts.modeling.adapter_setup import (
+    TRAINED_FILE,
+    AdapterSetup,
+    load_trained,
+    trained_encoder_state,
+)
+from xstilts.modeling.deltas import BASE_FILE, ENCODER_LAYOUT, changed_state, pretrained_sha256
 from xstilts.modeling.multitask import MultiTaskModel
 
 HEADS_FILE = "heads.safetensors"
 HEADS_INDEX = "heads.json"
-BASE_FILE = "base.json"
 ADAPTERHUB_DIR = "adapterhub"
 
 
-def save_model(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
+def save_model(model: MultiTaskModel, target: Path) -> None:
     """Write the phase's model to ``target`` atomically (layout: see the module doc)."""
     with atomic_dir(target) as scratch:
         if model.adapters is None:
-            model.encoder.save_pretrained(scratch / ENCODER_DIR, safe_serialization=True)
-            tokenizer.save_pretrained(scratch / ENCODER_DIR)
+            save_file(changed_state(model.encoder), str(scratch / TRAINED_FILE))
+            atomic_write_json(scratch / BASE_FILE, _delta_base(model))
         else:
             save_file(trained_encoder_state(model.encoder), str(scratch / TRAINED_FILE))
-            atomic_write_json(scratch / BASE_FILE, model.base or {})
+            atomic_write_json(scratch / BASE_FILE, {**(model.base or {}), "layout": "adapters"})
             _export_adapters(model, scratch / ADAPTERHUB_DIR)
         tied = _tied_head_keys(model)
         heads = {
@@ -47,9 +54,17 @@ def save_model(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, target
         atomic_write_json(scratch / HEADS_INDEX, {"heads": sorted(model.heads)})
 
 
+def _delta_base(model: MultiTaskModel) -> dict[str, Any]:
+    """``base.json`` of a delta: what it starts from, and the pretrained fingerprint."""
+    fingerprint = pretrained_sha256(model.encoder)
+    if fingerprint is None:
+        raise XstiltsError("save_model: the encoder was not built by build_encoder")
+    return {**(model.base or {}), "layout": ENCODER_LAYOUT, "pretrained_sha256": fingerprint}
+
+
 def load_trained_model(model: MultiTaskModel, source: Path) -> None:
-    """Load a saved best model into ``model``, built the way the phase built it: heads,
-    and for an adapter phase its trained parts, after checking the base is the same."""
+    """Load a saved adapter phase's best model into ``model``, built the way the phase
+    built it: heads, and its trained parts, after checking the base is the same."""
     if (source / TRAINED_FILE).is_file():
         check_base(model, source / BASE_FILE)
         load_trained(model.encoder, source)
@@ -105,6 +120,16 @@ def _export_adapters(model: MultiTaskModel, folder: Path) -> None:
     setup = model.adapters
     assert setup is not None
     folder.mkdir()
+    # Exported configs record config.name_or_path: the model's name, not its install path.
+    config = model.encoder.config
+    installed, config._name_or_path = config._name_or_path, (model.base or {}).get("model", "")
+    try:
+        _export_each(model, setup, folder)
+    finally:
+        config._name_or_path = installed
+
+
+def _export_each(model: MultiTaskModel, setup: AdapterSetup, folder: Path) -> None:
     for name in setup.trained:
         try:
             model.encoder.save_adapter(str(folder / name), name, use_safetensors=True)

@@ -24,6 +24,7 @@ from xstilts.report.layout import (
 )
 from xstilts.report.render import to_latex, to_markdown
 from xstilts.report.robustness import robustness_rows
+from xstilts.report.selection import load_selection, selection_figure, selection_table
 from xstilts.report.statistics import Correction
 from xstilts.report.summary import summary
 from xstilts.report.tables import (
@@ -131,6 +132,13 @@ def write_report(
     ]
     if grid.varies_size:
         pngs.append(figures.learning_curves(grid, out_dir / "learning_curves.png"))
+    selected = load_selection(grid_dir)
+    if selected is not None:
+        chosen = selection_table(selected)
+        tables.append(chosen)
+        written.append(out_dir / "selection.md")
+        written[-1].write_text(to_markdown(chosen), "utf-8")
+        pngs.append(selection_figure(selected, out_dir / "selection.png"))
     report = out_dir / "report.html"
     report.write_text(page(grid.name, tables, pngs, answers), "utf-8")
     return [*written, md, tex, *pngs, report]

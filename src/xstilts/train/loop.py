@@ -19,14 +19,14 @@ from typing import Any
 import datasets
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from xstilts.config import TrainingConfig
 from xstilts.errors import XstiltsError
 from xstilts.features import feature_lengths
 from xstilts.formats import TaskFormat
-from xstilts.inference import run_inference
+from xstilts.inference import Sharding, accelerator_sharding, run_sharded
 from xstilts.io import atomic_write_json
 from xstilts.metrics import get_metric
 from xstilts.modeling import MultiTaskModel, save_model
@@ -65,8 +65,10 @@ class TrainTask:
     validation_examples: datasets.Dataset
     validation_features: datasets.Dataset
     batch_size: int
+    """Examples per optimizer step, all processes and micro-batches together."""
     accumulation: int = 1
-    """Micro-batches per optimizer step when this task is drawn."""
+    """Micro-batches per optimizer step when this task is drawn (a memory knob: each
+    process runs ``batch_size / (processes x accumulation)`` examples at a time)."""
     weight: float = 1.0
     """Sampling weight."""
     validation_weight: float = 1.0
@@ -114,9 +116,13 @@ def train_phase(
     tokenizer: PreTrainedTokenizerBase,
     accelerator: Accelerator,
     compile_encoder: bool = False,
+    find_unused_parameters: bool = False,
 ) -> dict[str, Any]:
     """Train, keep the best model (by English validation) in ``phase_dir/best``.
-    ``compile_encoder``: run the encoder through torch.compile (``runtime.compile``)."""
+    ``compile_encoder``: run the encoder through torch.compile (``runtime.compile``).
+    ``find_unused_parameters``: a step may leave parameters without a gradient (the
+    heads of tasks not drawn, adapters not active); DDP must then look for them, which
+    costs a pass over the graph every step, so it is asked only where needed."""
     set_seed(seed)
     streams = [
         BatchStream(
@@ -125,13 +131,12 @@ def train_phase(
             [seed, index],
             rank=accelerator.process_index,
             world_size=accelerator.num_processes,
+            micro_batches=task.accumulation,
             lengths=feature_lengths(task.train_features) if config.group_by_length else None,
         )
         for index, task in enumerate(tasks)
     ]
-    steps_per_epoch = sum(
-        math.ceil(s.batches_per_epoch / t.accumulation) for s, t in zip(streams, tasks, strict=True)
-    )
+    steps_per_epoch = sum(s.batches_per_epoch for s in streams)
     total_steps = config.max_steps or max(1, math.ceil(epochs * steps_per_epoch))
     eval_every = config.eval_every_steps or steps_per_epoch
     checkpoint_every = config.checkpoint_every_steps or eval_every
@@ -152,6 +157,10 @@ def train_phase(
     )
     if compile_encoder:
         model.encoder.compile(dynamic=True)
+    # Read by accelerate when it wraps the model in DDP (several processes only).
+    accelerator.ddp_handler = DistributedDataParallelKwargs(
+        find_unused_parameters=find_unused_parameters
+    )
     wrapped, optimizer = accelerator.prepare(model, raw_optimizer)
     seam = EmbeddingPerturbation(model.encoder.get_input_embeddings(), _not_perturbed(tokenizer))
     for task in tasks:
@@ -194,8 +203,7 @@ def train_phase(
         wrapped.train()
         terms: dict[str, torch.Tensor] = {}
         accumulation = task.accumulation
-        for micro in range(accumulation):
-            indices = streams[task_index].next_indices()
+        for micro, indices in enumerate(streams[task_index].next_step()):
             columns = task.train_features[indices]
             batch = task.fmt.collate(columns, tokenizer.pad_token_id)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
@@ -206,6 +214,7 @@ def train_phase(
             with sync, accelerator.autocast():
                 for key, value in task.objective.step(micro_batch).items():
                     terms[key] = terms.get(key, 0.0) + value / accumulation
+        terms = _mean_over_processes(terms, accelerator)
         norm = None
         if config.max_grad_norm is not None:
             norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
@@ -270,6 +279,15 @@ def train_phase(
         "skipped_steps": state.skipped_steps,
         "validation": state.history,
         "train_loss": state.loss_log,
+        "processes": accelerator.num_processes,
+        "batches": {
+            task.spec.name: {
+                "examples_per_step": task.batch_size,
+                "accumulation": task.accumulation,
+                "per_process_micro_batch": stream.micro_batch_size,
+            }
+            for task, stream in zip(tasks, streams, strict=True)
+        },
     }
     if accelerator.is_main_process:
         atomic_write_json(phase_result(phase_dir), result)
@@ -283,22 +301,29 @@ def validate(
     batch_size: int,
     tokenizer: PreTrainedTokenizerBase,
     device: torch.device,
-) -> tuple[float, dict[str, dict[str, float]]]:
+    sharding: Sharding | None = None,
+) -> tuple[float, dict[str, dict[str, float]]] | None:
     """Each task's metrics on its English validation split, and the weighted mean of
-    their main metrics (a plain mean unless validation weights are set)."""
+    their main metrics (a plain mean unless validation weights are set).
+
+    With ``sharding`` each process runs the model on its share of the features, and
+    the main process scores the gathered outputs; the others get None."""
     per_task: dict[str, dict[str, float]] = {}
     mains, weights = [], []
     for task in tasks:
-        outputs = run_inference(
+        outputs = run_sharded(
             model,
             task.spec.head_name,
             task.fmt,
             task.validation_features,
+            sharding,
             batch_size=batch_size,
             pad_token_id=tokenizer.pad_token_id,
             device=device,
             desc=f"validate {task.spec.name}",
         )
+        if sharding is not None and sharding.rank != 0:
+            continue
         predictions = task.fmt.predict(
             task.spec, task.validation_examples, task.validation_features, outputs
         )
@@ -307,6 +332,8 @@ def validate(
         per_task[task.spec.name] = scores
         mains.append(scores[get_metric(task.spec.metric).main_key])
         weights.append(task.validation_weight)
+    if sharding is not None and sharding.rank != 0:
+        return None
     combined = sum(m * w for m, w in zip(mains, weights, strict=True)) / sum(weights)
     return combined, per_task
 
@@ -320,7 +347,12 @@ def _validate_and_track(
     tokenizer: PreTrainedTokenizerBase,
     accelerator: Accelerator,
 ) -> None:
-    score, per_task = validate(model, tasks, config.eval_batch_size, tokenizer, accelerator.device)
+    sharding = accelerator_sharding(accelerator)
+    result = validate(model, tasks, config.eval_batch_size, tokenizer, accelerator.device, sharding)
+    if sharding is not None:  # every process must take the same best-model and stop decisions
+        result = broadcast_object_list([result])[0]
+    assert result is not None
+    score, per_task = result
     improved = state.best_score is None or score > state.best_score
     state.history.append({"step": state.step, "score": score, "tasks": per_task})
     log.info("step %d: validation score %.4f%s", state.step, score, " (best)" if improved else "")
@@ -328,7 +360,7 @@ def _validate_and_track(
     if improved:
         state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
         if accelerator.is_main_process:
-            save_model(model, tokenizer, phase_dir / BEST_DIR)
+            save_model(model, phase_dir / BEST_DIR)
     else:
         state.evals_since_best += 1
         patience = config.early_stopping_patience
@@ -358,6 +390,19 @@ def _micro_batch(
         seam=seam,
         generator=generator,
     )
+
+
+def _mean_over_processes(
+    terms: dict[str, torch.Tensor], accelerator: Accelerator
+) -> dict[str, torch.Tensor]:
+    """A step's terms averaged over processes (one small all-reduce, no host sync): the
+    logged loss is the whole batch's, and every process judges a non-finite step alike."""
+    if accelerator.num_processes == 1:
+        return terms
+    keys = list(terms)
+    values = [torch.as_tensor(terms[key], device=accelerator.device) for key in keys]
+    mean = accelerator.reduce(torch.stack([v.detach().float() for v in values]), "mean")
+    return dict(zip(keys, mean.unbind(), strict=True))
 
 
 def _not_perturbed(tokenizer: PreTrainedTokenizerBase) -> list[int]:
