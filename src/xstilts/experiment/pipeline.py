@@ -200,6 +200,31 @@ def run_language_adapter_phase(config: ExperimentConfig, out_root: Path, name: s
     return folder
 
 
+def load_task_split(
+    spec: TaskSpec,
+    split: SplitName,
+    lang: str,
+    config: ExperimentConfig,
+    max_examples: int | None,
+) -> LoadedSplit:
+    """One split of one language, checked by its format and (with ``max_examples``)
+    subsampled with the run's seed, as every phase of a run loads it."""
+    fmt = get_format(spec.format)
+    return load_split(
+        spec,
+        split,
+        lang,
+        fields=fmt.fields,
+        check_row=fmt.check_row(spec),
+        labelled=functools.partial(fmt.is_labelled, spec) if split != "test" else None,
+        subsample=fmt.subsample,
+        mode=config.data.source,
+        data_dir=config.data.data_dir,
+        max_examples=max_examples,
+        subsample_seed=config.data.subsample_seed_for(config.seed),
+    )
+
+
 def language_dirs(experiment: ResolvedExperiment, out_root: Path) -> dict[str, Path]:
     """Each language adapter's training folder (none without language_adapters)."""
     names = experiment.language_adapter_names or {}
@@ -317,20 +342,7 @@ class _Runner:
         # must not stand in for the same split with another limit (same config, same numbers).
         key = (spec.name, split, lang, max_examples)
         if key not in self.splits:
-            fmt = get_format(spec.format)
-            loaded = load_split(
-                spec,
-                split,
-                lang,
-                fields=fmt.fields,
-                check_row=fmt.check_row(spec),
-                labelled=functools.partial(fmt.is_labelled, spec) if split != "test" else None,
-                subsample=fmt.subsample,
-                mode=self.config.data.source,
-                data_dir=self.config.data.data_dir,
-                max_examples=max_examples,
-                subsample_seed=self.config.data.subsample_seed_for(self.config.seed),
-            )
+            loaded = load_task_split(spec, split, lang, self.config, max_examples)
             if split == "train":
                 loaded = self._filter_training(spec, loaded)
             self.splits[key] = loaded

@@ -4,16 +4,16 @@ features (tokenised once, cached on disk like a run's)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import datasets
 
 from xstilts.config import ExperimentConfig, TrainingConfig, config_hash
 from xstilts.errors import XstiltsError
+from xstilts.experiment.pipeline import load_task_split
 from xstilts.features import encode_split
 from xstilts.formats import get_format
-from xstilts.tasks.loading import LoadedSplit, load_split
+from xstilts.tasks.loading import LoadedSplit
 from xstilts.tasks.spec import SplitName, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -28,20 +28,7 @@ def load(
 ) -> LoadedSplit:
     """One split of one language, checked and (with ``max_examples``) subsampled the
     way the pipeline loads it (``config`` is a resolved experiment's)."""
-    fmt = get_format(spec.format)
-    return load_split(
-        spec,
-        split,
-        lang,
-        fields=fmt.fields,
-        check_row=fmt.check_row(spec),
-        labelled=functools.partial(fmt.is_labelled, spec) if split != "test" else None,
-        subsample=fmt.subsample,
-        mode=config.data.source,
-        data_dir=config.data.data_dir,
-        max_examples=max_examples,
-        subsample_seed=config.data.subsample_seed_for(config.seed),
-    )
+    return load_task_split(spec, split, lang, config, max_examples)
 
 
 def training_examples(
