@@ -55,7 +55,6 @@ def test_nine_by_nine_by_three_plans_27_intermediate_runs(tmp_path):
         assert (source.option, source.seed) == (run.option, run.seed)
 
 
-
 def test_a_planned_run_reads_back_as_planned_with_a_task_profile(tmp_path):
     """A job's config, read back by the run, resolves to the planned run id and keeps
     the profile's settings (a full dump would mark every key as set by the user)."""
@@ -80,6 +79,7 @@ def test_a_planned_run_reads_back_as_planned_with_a_task_profile(tmp_path):
         assert again.run_name == run.name
         target = again.config.target
         assert target.training.learning_rate == rates[target.task]
+
 
 def _grid(demo_data, feature_cache) -> dict:
     data_dir, task_file = demo_data

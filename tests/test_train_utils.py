@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import multiprocessing
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,14 @@ import torch
 from torch import nn
 
 from xstilts.errors import XstiltsError
-from xstilts.io import atomic_dir, atomic_write_json, atomic_write_text, read_json, settled_dir
+from xstilts.io import (
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    published_once,
+    read_json,
+    settled_dir,
+)
 from xstilts.train.batches import BatchStream, StreamPosition, micro_batch_size
 from xstilts.train.checkpoint import (
     MODEL_FILE,
@@ -416,6 +425,50 @@ def test_settled_dir_falls_back_to_old(tmp_path: Path) -> None:
     assert settled_dir(target) == old
     target.mkdir()
     assert settled_dir(target) == target
+
+
+def test_published_once_keeps_the_first_writers_folder_under_a_reader(tmp_path: Path) -> None:
+    # The CI race: one grid job found the cached features and began reading them while
+    # another job, which had encoded the same split, moved the folder aside to replace it.
+    target = tmp_path / "features" / "split-abc"
+    with published_once(target) as scratch:
+        (scratch / "state.json").write_text("first")
+    read_by_a_reader = target / "state.json"
+    with published_once(target) as scratch:
+        (scratch / "state.json").write_text("second")
+    assert read_by_a_reader.read_text() == "first"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["split-abc"]  # no scratch left
+
+
+def test_published_once_failure_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "split-abc"
+    with pytest.raises(RuntimeError), published_once(target) as scratch:
+        (scratch / "half").write_text("half")
+        raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _publish_and_read(target: Path, start: Any, reads: int) -> list[str]:
+    start.wait()
+    seen = []
+    for _ in range(reads):
+        if not target.is_dir():
+            with published_once(target) as scratch:
+                for name in ("a", "b", "c"):
+                    (scratch / name).write_text(name * 1000)
+        seen.append("".join(sorted((target / name).read_text()[0] for name in ("a", "b", "c"))))
+    return seen
+
+
+def test_published_once_under_concurrent_processes(tmp_path: Path) -> None:
+    target = tmp_path / "split-abc"
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        start = manager.Barrier(4)
+        with context.Pool(4) as pool:
+            outcomes = pool.starmap(_publish_and_read, [(target, start, 200)] * 4)
+    assert all(seen == ["abc"] * 200 for seen in outcomes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split-abc"]
 
 
 def test_atomic_write_text_and_json(tmp_path: Path) -> None:

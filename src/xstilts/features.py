@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerBase
 
 from xstilts.formats import TaskFormat
-from xstilts.io import atomic_dir, settled_dir
+from xstilts.io import published_once
 from xstilts.tasks.loading import LoadedSplit
 from xstilts.tasks.spec import TaskSpec
 
@@ -52,12 +52,11 @@ def encode_split(
     ]
     key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:20]
     target = cache_dir / "features" / f"{spec.name}-{loaded.split}-{loaded.language}-{key}"
-    found = settled_dir(target)
-    if found is not None:
+    if target.is_dir():
         log.debug(
-            "features of %s/%s/%s from cache %s", spec.name, loaded.split, loaded.language, found
+            "features of %s/%s/%s from cache %s", spec.name, loaded.split, loaded.language, target
         )
-        return datasets.load_from_disk(str(found))
+        return datasets.load_from_disk(str(target))
     encode = partial(
         fmt.encode,
         tokenizer=tokenizer,
@@ -76,7 +75,7 @@ def encode_split(
     progress_was_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # saving is quick; its bar is noise
     try:
-        with atomic_dir(target) as scratch:
+        with published_once(target) as scratch:
             features.save_to_disk(str(scratch))
     finally:
         if progress_was_on:

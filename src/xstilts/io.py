@@ -139,6 +139,33 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def published_once(target: Path) -> Iterator[Path]:
+    """Yield a scratch folder that becomes ``target`` unless another process published
+    it first, in which case the scratch is discarded.
+
+    For folders named by a hash of what they hold (shared caches): every writer would
+    write the same thing, so the first one wins, and a reader that found ``target``
+    never sees it moved aside, as ``atomic_dir``'s replacing rename would do.
+    """
+    with space_checked(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = make_scratch_dir(target.parent, f".{target.name}.")
+    try:
+        with space_checked(target.parent):
+            yield scratch
+            fsync_tree(scratch)
+        try:
+            scratch.rename(target)  # fails on Linux if target is a folder with files
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not target.is_dir():
+                raise
+        else:
+            fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # a no-op once renamed
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

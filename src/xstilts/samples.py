@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from xstilts.errors import XstiltsError
+from xstilts.io import atomic_write_text
 from xstilts.tasks import load_registry
 
 XQUAD_LANGUAGES = ("en", "de", "zh", "ar")
@@ -208,7 +209,7 @@ def _write(path: Path, text: str) -> None:
     """Write a file unless it already holds ``text``: an unchanged file keeps its
     fingerprint, so the features and evaluations made from it are reused."""
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        path.write_text(text, encoding="utf-8")
+        atomic_write_text(path, text)  # grid jobs write these at once and read them
 
 
 def _conllu_sentences(path: Path) -> list[str]:

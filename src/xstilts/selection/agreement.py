@@ -29,6 +29,7 @@ EXACT_UP_TO = 8
 def order(estimates: Sequence[float | None]) -> list[int]:
     """Option indices, best estimate first; unscored ones last, in their given order
     (the sort is stable, so ties keep the grid's order too)."""
+
     def key(index: int) -> tuple[int, float]:
         value = estimates[index]
         return (1, 0.0) if value is None else (0, -value)

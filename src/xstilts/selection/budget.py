@@ -124,8 +124,7 @@ def _print_bounds(
         if run.option not in baselines and run.target is not None:
             per_target[run.target][run.option] += run.gpu_hours or 0.0
     saved = sum(
-        sum(sorted(costs.values(), reverse=True)[settings.top_k :])
-        for costs in per_target.values()
+        sum(sorted(costs.values(), reverse=True)[settings.top_k :]) for costs in per_target.values()
     )
     options = len(set(grid.grid.intermediate) - baselines)
     extra = (

@@ -32,6 +32,7 @@ class SelectionSettings(StrictModel):
         200, gt=0, description="fewshot: English validation examples it ranks by."
     )
 
+
 EVALUATION_FILE = "selection/evaluation.json"
 """Where ``xstilts select --evaluate`` keeps its comparison, under the grid's folder
 (the report's predicted-against-measured table and figure read it)."""
