@@ -280,15 +280,21 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="one compiled run per task")
     parser.add_argument("--optimizers", action="store_true")
     parser.add_argument("--no-train", action="store_true", help="evaluation only")
+    parser.add_argument(
+        "--model",
+        default=MODEL,
+        help="model.name: another encoder, or a folder (on a GPU machine without the "
+        "installed encoder, one built from its config: the same shapes, random weights)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.steps, args.repeats = args.tasks[:1], 6, 1
     datasets.disable_progress_bars()
-    model_config = ModelConfig(name=MODEL, freeze_embeddings=True, freeze_layers=4)
+    model_config = ModelConfig(name=args.model, freeze_embeddings=True, freeze_layers=4)
     tokenizer = load_tokenizer(model_config)
     pristine = build_encoder(model_config, tokenizer)
     print(
-        f"{MODEL} (embeddings and 4 layers frozen), batch {args.batch_size}, "
+        f"{args.model} (embeddings and 4 layers frozen), batch {args.batch_size}, "
         f"{args.steps} steps, max length {args.max_length}, {args.repeats} repetitions, "
         f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"
     )
@@ -324,7 +330,7 @@ def bench_task(task: TaskData, pristine: nn.Module, args, tokenizer) -> None:
             sides["xstilts-random"] = lambda: run_xstilts(
                 fresh_model(pristine, task), task, args, tokenizer, group_by_length=False
             )
-            eager = eager_encoder()
+            eager = eager_encoder(args.model)
             sides["xstilts-eager"] = lambda: run_xstilts(
                 fresh_model(eager, task), task, args, tokenizer
             )
@@ -355,10 +361,10 @@ def bench_task(task: TaskData, pristine: nn.Module, args, tokenizer) -> None:
     )
 
 
-def eager_encoder() -> nn.Module:
+def eager_encoder(name: str) -> nn.Module:
     """The encoder with the eager attention (BERT picks its attention class when built)."""
     encoder = AutoModel.from_pretrained(
-        model_location(MODEL), attn_implementation="eager", add_pooling_layer=False
+        model_location(name), attn_implementation="eager", add_pooling_layer=False
     )
     freeze(encoder, embeddings=True, layers=4)
     return encoder
