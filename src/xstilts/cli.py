@@ -10,15 +10,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from xstilts.errors import DiskFull, XstiltsError
-from xstilts.processes import is_main, rank_label, world_size
+from xstilts.errors import XstiltsError
+from xstilts.processes import is_main, rank_label
+
+if TYPE_CHECKING:
+    from xstilts.config import ExperimentConfig
 
 app = typer.Typer(
     help="Intermediate-task training for zero-shot cross-lingual transfer (X-STILTs).",
@@ -122,75 +125,47 @@ def run(
     once and shared. Running the same command again resumes interrupted runs and
     reuses finished ones; failed grid runs are retried.
     """
-    from xstilts.config import apply_override, parse_config, read_config_payload
+    from xstilts import api
+    from xstilts.config_input import read_config
 
     _setup_logging()
-    _check_out_folder(out)
-    if max_parallel is not None and max_parallel < 1:
-        raise XstiltsError(f"--max-parallel {max_parallel}: give at least 1 run at a time")
-    payload = read_config_payload(config)
-    for item in overrides or []:
-        apply_override(payload, item)
-    if "grid" in payload:
+    api.check_out_folder(out)
+    api.check_max_parallel(max_parallel)
+    loaded = read_config(config, overrides)
+    if loaded.is_grid:
         if restart_phase is not None:
             raise XstiltsError("--restart-phase restarts one experiment, not a grid")
-        if world_size() > 1:
-            raise XstiltsError(
-                "a grid is not run under torchrun or accelerate launch: run it as one "
-                "process and set grid.resources.gpus to launch each of its jobs on that "
-                "many GPUs"
-            )
-        from xstilts.experiment.grid import parse_grid
-        from xstilts.experiment.grid_runner import run_grid
-
-        grid = parse_grid(payload, str(config))
-        narrow = None
-        if grid.selection is not None and grid.selection.top_k is not None:
-            from xstilts.selection.budget import budget_plan
-
-            narrow = functools.partial(
-                budget_plan,
-                grid,
-                out_root=out,
-                console=console,
-                source=str(config),
-                dry_run=dry_run,
-            )
-        results = run_grid(
-            grid,
+        outcome = api.run_grid(
+            loaded,
             out,
-            console,
             executor=executor,
             max_parallel=max_parallel,
             dry_run=dry_run,
-            source=str(config),
-            narrow=narrow,
+            console=console,
         )
-        if any(not r.ok for r in results):
+        if not outcome.ok:
             raise typer.Exit(1)
         return
-    # Validated before torch, transformers and datasets are imported: a bad config is
-    # answered in well under a second.
-    experiment = parse_config(payload, source=str(config))
+    if dry_run:
+        # Validated before torch, transformers and datasets are imported: a bad config
+        # is answered in well under a second.
+        _print_experiment_plan(loaded.experiment(), out)
+        return
+    result = api.run(loaded, out, restart_phase=restart_phase)
+    _print_results([dict(result.results)])
+    console.print(f"run directory: {result.run_dir}")
+
+
+def _print_experiment_plan(experiment: ExperimentConfig, out: Path) -> None:
+    """The resolved config, the run's folder and the disk it needs."""
     from xstilts.experiment import disk
-    from xstilts.experiment.pipeline import run_experiment
     from xstilts.experiment.resolve import resolve
 
-    keep = experiment.runtime.keep
-    if dry_run:
-        resolved = resolve(experiment)
-        need = disk.experiment_disk(resolved)
-        console.print(resolved.config.to_yaml(), highlight=False)
-        console.print(f"run directory: {out / 'runs' / resolved.run_name}")
-        console.print(disk.describe(need.kept, need.peak, keep), highlight=False)
-        return
-    try:
-        outcome = run_experiment(experiment, out, restart_phase=restart_phase)
-    except DiskFull as err:
-        need = disk.experiment_disk(resolve(experiment))
-        raise XstiltsError(disk.full_message(err, need.kept, need.peak, keep)) from None
-    _print_results([outcome.results])
-    console.print(f"run directory: {outcome.run_dir}")
+    resolved = resolve(experiment)
+    need = disk.experiment_disk(resolved)
+    console.print(resolved.config.to_yaml(), highlight=False)
+    console.print(f"run directory: {out / 'runs' / resolved.run_name}")
+    console.print(disk.describe(need.kept, need.peak, experiment.runtime.keep), highlight=False)
 
 
 @app.command()
@@ -248,8 +223,10 @@ def demo(
     English QA (XQuAD sentences), tested on German, Chinese and Arabic, without and with
     an English intermediate task (UD part-of-speech tagging). About 4 minutes on 2 CPU
     cores, plus a one-time model install."""
+    from xstilts.api import check_out_folder
+
     _setup_logging()
-    _check_out_folder(out)
+    check_out_folder(out)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     started = time.perf_counter()
@@ -404,6 +381,51 @@ def tasks_show(
     console.print(table)
 
 
+config_app = typer.Typer(
+    help="The config's JSON Schema, or a config with every value filled in.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("schema")
+@_user_errors
+def config_schema() -> None:
+    """Print the JSON Schema of experiment and grid configs (for editors and checks).
+
+    Generated from the config's models: every key with its description and default.
+    Save it and point your editor at it, e.g. a first line
+    '# yaml-language-server: $schema=xstilts.schema.json' in a config.
+    """
+    from xstilts.config_schema import config_schema as schema
+
+    sys.stdout.write(json.dumps(schema(), indent=2) + "\n")
+
+
+@config_app.command("show")
+@_user_errors
+def config_show(
+    config: Annotated[Path, typer.Argument(help="Experiment or grid config (YAML).")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set target.training.epochs=2"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A list of {key, value, source} as JSON.")
+    ] = False,
+) -> None:
+    """Print a config with every value filled in, and where each value comes from.
+
+    Sources: an override (--set), the file, the task profile, the task's own settings
+    (xstilts tasks show TASK), the default; a grid's chosen scale. Experiment configs
+    are resolved against their tasks, as xstilts run --dry-run does.
+    """
+    from xstilts.config_show import show_config
+
+    shown = show_config(config, overrides)
+    sys.stdout.write((shown.to_json() if as_json else shown.to_text()) + "\n")
+
+
 models_app = typer.Typer(
     help="Encoders that install without the Hugging Face hub.", no_args_is_help=True
 )
@@ -478,10 +500,11 @@ def export(
 
     Runs compete on English validation (BUCC: dev F1), never on test scores.
     """
+    from xstilts.api import check_out_folder
     from xstilts.experiment.export import export_submission
 
     _setup_logging()
-    _check_out_folder(out)
+    check_out_folder(out)
     selections = export_submission(source, benchmark, out)
     table = Table(title=f"{benchmark} submission in {out}")
     for column in ("task", "run", "chosen by", "files"):
@@ -543,7 +566,8 @@ def results(
     `xstilts results rebuild GRID_DIR` recreates the SQLite index from the run
     folders, which stay the source of truth.
     """
-    from xstilts.experiment.results_db import load_table, rebuild, run_scores, write_csv
+    from xstilts.api import grid_rows
+    from xstilts.experiment.results_db import rebuild, run_scores, write_csv
     from xstilts.experiment.run_folder import failed_runs
 
     if what == "rebuild":
@@ -554,9 +578,7 @@ def results(
         console.print(f"indexed {rebuild(grid_dir)} runs into {grid_dir / 'results.sqlite'}")
         return
     folder = Path(what)
-    if not folder.is_dir():
-        raise XstiltsError(f"no grid folder at {folder}")
-    rows = load_table(folder)
+    rows = grid_rows(folder)
     if csv is not None:
         console.print(f"wrote {len(rows)} rows to {write_csv(rows, csv)}")
         return
@@ -603,18 +625,9 @@ def report(
     ] = None,
 ) -> None:
     """Write the paper's tables (Markdown, CSV, LaTeX), figures and one HTML page."""
-    from xstilts.report import write_report
+    from xstilts.api import write_report
 
-    if correction not in (None, "holm", "bh", "none"):
-        raise XstiltsError(f"--correction {correction}: expected holm, bh or none")
-    _check_out_folder(out)
-    written = write_report(
-        grid_dir,
-        out,
-        target_for_languages=target,
-        metric=metric,
-        correction=correction,  # type: ignore[arg-type]
-    )
+    written = write_report(grid_dir, out, target=target, metric=metric, correction=correction)
     for path in written:
         console.print(str(path))
 
@@ -656,32 +669,19 @@ def select(
 ) -> None:
     """Rank each target's intermediate options with transferability estimates, before
     (or instead of) training the target from each of them."""
-    from xstilts.config import apply_override, read_config_payload
-    from xstilts.experiment.grid import parse_grid
-    from xstilts.selection.command import run_select
-    from xstilts.selection.settings import SelectionSettings
+    from xstilts import api
 
     _setup_logging()
-    _check_out_folder(out)
-    payload = read_config_payload(config)
-    for item in overrides or []:
-        apply_override(payload, item)
-    if "grid" not in payload:
-        raise XstiltsError(f"{config}: not a grid config (no 'grid' section); select ranks a grid")
-    grid = parse_grid(payload, str(config))
-    settings = grid.selection or SelectionSettings()
-    changes = {"max_examples": max_examples, "fewshot_steps": fewshot_steps}
-    for key, value in changes.items():
-        if value is not None and value < 1:
-            raise XstiltsError(f"--{key.replace('_', '-')} {value}: give at least 1")
-    settings = settings.model_copy(update={k: v for k, v in changes.items() if v is not None})
-    methods = [m.strip() for item in method or [settings.method] for m in item.split(",")]
-    run_select(grid, out, methods, settings, console, evaluate=evaluate, source=str(config))
-
-
-def _check_out_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise XstiltsError(f"--out {out}: not a folder (it is a file); give a folder for the runs")
+    api.select(
+        config,
+        out,
+        methods=method,
+        evaluate=evaluate,
+        overrides=overrides,
+        max_examples=max_examples,
+        fewshot_steps=fewshot_steps,
+        console=console,
+    )
 
 
 def _print_results(results: list[dict[str, Any]]) -> None:

@@ -22,6 +22,12 @@ from xstilts.errors import XstiltsError
 from xstilts.io import read_utf8
 
 
+def _one_or_list(schema: dict[str, Any]) -> None:
+    """JSON Schema of a list field whose validator also takes a single item alone."""
+    as_list = {key: schema.pop(key) for key in ("type", "items", "minItems") if key in schema}
+    schema["anyOf"] = [dict(as_list.get("items") or {}), as_list]
+
+
 class StrictModel(BaseModel):
     # allow_inf_nan=False: a learning rate of .inf would otherwise train to NaN quietly.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -30,11 +36,11 @@ class StrictModel(BaseModel):
 class TinyModelConfig(StrictModel):
     """A small randomly initialised XLM-R-shaped encoder, for tests and the demo."""
 
-    hidden_size: int = Field(32, gt=0)
-    num_layers: int = Field(2, gt=0)
-    num_heads: int = Field(2, gt=0)
-    intermediate_size: int = Field(64, gt=0)
-    max_positions: int = Field(514, gt=8)
+    hidden_size: int = Field(32, gt=0, description="Width of the hidden states.")
+    num_layers: int = Field(2, gt=0, description="Transformer layers.")
+    num_heads: int = Field(2, gt=0, description="Attention heads per layer.")
+    intermediate_size: int = Field(64, gt=0, description="Width of the feed-forward layers.")
+    max_positions: int = Field(514, gt=8, description="Position embeddings (XLM-R's 514).")
     init_seed: int = Field(0, description="Seed of the 'pretrained' weights, shared by all runs.")
     tokenizer: Path | None = Field(None, description="tokenizer.json; the shipped one if unset.")
 
@@ -44,7 +50,9 @@ class ModelConfig(StrictModel):
         "xlm-roberta-large",
         description="Hub id, local path, or an embedded model (xstilts models list).",
     )
-    revision: str | None = None
+    revision: str | None = Field(
+        None, description="Hub revision of the model (branch, tag or commit); unset: the latest."
+    )
     tiny: TinyModelConfig | None = Field(None, description="Build a tiny encoder instead.")
     freeze_embeddings: bool = Field(
         False,
@@ -112,7 +120,9 @@ class AdversarialConfig(StrictModel):
         serialize_by_alias=True,
     )
 
-    method: Literal["none", "fgm", "pgd", "freelb", "smart", "r3f"]
+    method: Literal["none", "fgm", "pgd", "freelb", "smart", "r3f"] = Field(
+        description="The method; its options below take its paper's defaults when unset."
+    )
     epsilon: float | None = Field(
         None,
         ge=0,
@@ -120,7 +130,9 @@ class AdversarialConfig(StrictModel):
     )
     step_size: float | None = Field(None, gt=0, description="Ascent step size.")
     steps: int | None = Field(None, gt=0, description="Ascent steps (FreeLB: forward passes).")
-    norm: Literal["l2", "linf"] | None = None
+    norm: Literal["l2", "linf"] | None = Field(
+        None, description="PGD, FreeLB: the norm of the perturbation ball."
+    )
     init_magnitude: float | None = Field(None, ge=0, description="FreeLB: random start size.")
     dropout: Literal["fixed", "resample"] | None = Field(
         None,
@@ -129,7 +141,9 @@ class AdversarialConfig(StrictModel):
     )
     weight: float | None = Field(None, alias="lambda", ge=0, description="Regulariser weight.")
     sigma: float | None = Field(None, gt=0, description="Noise scale (SMART, R3F).")
-    noise: Literal["normal", "uniform"] | None = None
+    noise: Literal["normal", "uniform"] | None = Field(
+        None, description="R3F: the distribution of the noise."
+    )
     normalise: Literal["token", "example"] | None = Field(
         None,
         description="SMART: the ascent direction over its L-inf norm per token (the "
@@ -193,14 +207,22 @@ def _option_name(field_name: str) -> str:
 class TrainingConfig(StrictModel):
     """One training phase. Unset values take the task's defaults when resolved."""
 
-    learning_rate: float = Field(1e-5, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    adam_epsilon: float = Field(1e-8, gt=0)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    learning_rate: float = Field(
+        1e-5, gt=0, description="Peak learning rate of AdamW (linear warmup, then linear decay)."
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="AdamW weight decay (not on biases and layer norms)."
+    )
+    adam_epsilon: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    warmup_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of the optimizer steps that warm the rate up."
+    )
     warmup_steps: int | None = Field(
         None, ge=0, description="Warmup in optimizer steps; overrides warmup_fraction when set."
     )
-    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the gradient norm to this; null: no clipping."
+    )
     batch_size: int | None = Field(
         None,
         gt=0,
@@ -210,15 +232,23 @@ class TrainingConfig(StrictModel):
     gradient_accumulation_steps: int = Field(
         1, gt=0, description="Micro-batches per optimizer step (a memory knob)."
     )
-    epochs: float | None = Field(None, gt=0)
+    epochs: float | None = Field(
+        None, gt=0, description="Passes over the training data; unset: the task's (profile, spec)."
+    )
     max_steps: int | None = Field(None, gt=0, description="Overrides epochs when set.")
-    max_length: int | None = Field(None, gt=8)
+    max_length: int | None = Field(
+        None, gt=8, description="Longest input in tokens; unset: the task's (profile, spec)."
+    )
     eval_every_steps: int | None = Field(None, gt=0, description="Unset: once per epoch.")
     checkpoint_every_steps: int | None = Field(None, gt=0, description="Unset: at each eval.")
     early_stopping_patience: int | None = Field(None, gt=0, description="In evaluations.")
-    max_train_examples: int | None = Field(None, gt=0)
-    max_eval_examples: int | None = Field(None, gt=0)
-    eval_batch_size: int = Field(64, gt=0)
+    max_train_examples: int | None = Field(
+        None, gt=0, description="Train on a random subset of this many examples per task."
+    )
+    max_eval_examples: int | None = Field(
+        None, gt=0, description="Validation examples read per task to select the checkpoint."
+    )
+    eval_batch_size: int = Field(64, gt=0, description="Examples per forward pass in validation.")
     adversarial: AdversarialConfig | None = Field(
         None,
         description="Adversarial training of this phase (every task, unless its "
@@ -245,9 +275,11 @@ class SamplerConfig(StrictModel):
         description="proportional to training-set size (the paper), uniform, proportional "
         "with sizes capped at 'cap', p ~ n^(1/temperature), or explicit 'weights'.",
     )
-    cap: int | None = Field(None, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    weights: dict[str, float] = Field(default_factory=dict)
+    cap: int | None = Field(None, gt=0, description="capped: the largest size counted.")
+    temperature: float = Field(1.0, gt=0, description="temperature: p ~ n^(1/temperature).")
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="weights: task name -> its weight."
+    )
 
 
 class AdapterConfig(StrictModel):
@@ -285,7 +317,12 @@ class TargetAdapterConfig(AdapterConfig):
         description="fresh: an adapter config (default seq_bn); fusion: dynamic "
         "(default) or static; continue, merge: unset (the intermediate adapter's).",
     )
-    start: Literal["fresh", "continue", "fusion", "merge"] = "fresh"
+    start: Literal["fresh", "continue", "fusion", "merge"] = Field(
+        "fresh",
+        description="fresh: a new adapter; continue: one intermediate adapter trained "
+        "further; fusion: AdapterFusion; merge: one intermediate LoRA / IA3 adapter merged "
+        "into the encoder, which is then fine-tuned.",
+    )
     from_task: str | None = Field(
         None, description="continue, merge: the intermediate task whose adapter is used."
     )
@@ -370,7 +407,9 @@ class LanguageAdaptersConfig(StrictModel):
         None, description="Languages to train adapters for; unset: every language of the task."
     )
     kind: str = Field("seq_bn_inv", description="seq_bn_inv: bottleneck + invertible adapter.")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="That adapter config's own options."
+    )
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(learning_rate=MADX_LEARNING_RATE),
         description=f"Unset learning_rate: {MADX_LEARNING_RATE:g}, as MAD-X.",
@@ -387,28 +426,42 @@ class LanguageAdaptersConfig(StrictModel):
         """Language adapters train at MAD-X's learning rate unless one is given."""
         if "learning_rate" in training.model_fields_set:
             return training
-        return training.model_copy(update={"learning_rate": MADX_LEARNING_RATE})
+        madx = training.model_copy(update={"learning_rate": MADX_LEARNING_RATE})
+        madx.model_fields_set.discard("learning_rate")  # a default, not the user's value
+        return madx
 
 
 class TaskSettings(StrictModel):
     """Per-task settings of a multi-task phase; unset values come from the task spec."""
 
     batch_size: int | None = Field(None, gt=0, description="Examples per optimizer step.")
-    max_length: int | None = Field(None, gt=8)
-    gradient_accumulation_steps: int | None = Field(None, gt=0)
+    max_length: int | None = Field(None, gt=8, description="Longest input in tokens.")
+    gradient_accumulation_steps: int | None = Field(
+        None, gt=0, description="Micro-batches per optimizer step."
+    )
     adversarial: AdversarialConfig | None = Field(
         None, description="This task's adversarial training ({method: none} for none)."
     )
 
 
 class IntermediateConfig(StrictModel):
-    tasks: list[str] = Field(min_length=1)
-    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
-    task_settings: dict[str, TaskSettings] = Field(default_factory=dict)
+    tasks: list[str] = Field(
+        min_length=1,
+        description="The English task, or tasks trained together (multi-task).",
+        json_schema_extra=_one_or_list,
+    )
+    sampler: SamplerConfig = Field(
+        default_factory=SamplerConfig, description="Multi-task: how steps draw the tasks."
+    )
+    task_settings: dict[str, TaskSettings] = Field(
+        default_factory=dict, description="Multi-task: task name -> its own settings."
+    )
     validation_weights: dict[str, float] | None = Field(
         None, description="Combine the tasks' validation scores by these weights; mean if unset."
     )
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="The phase's training."
+    )
     adapters: AdapterConfig | None = Field(
         None, description="Train an adapter per task instead of (or with) the encoder."
     )
@@ -453,7 +506,7 @@ class TargetStage(StrictModel):
     (XTREME-R's two-stage protocols: XCOPA trains on SIQA, then COPA; Tatoeba retrieves
     with the encoder fine-tuned on SQuAD)."""
 
-    task: str
+    task: str = Field(description="The stage's English task.")
     training: TrainingConfig = Field(
         default_factory=TrainingConfig,
         description="This stage's training; without an 'adversarial' of its own it takes "
@@ -468,8 +521,12 @@ class TargetStage(StrictModel):
 
 
 class TargetConfig(StrictModel):
-    task: str
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    task: str = Field(description="The target task (xstilts tasks lists them).")
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig,
+        description="Its English training; unset values: the task profile's, else the "
+        "task's own (xstilts tasks show TASK).",
+    )
     stages: list[TargetStage] = Field(
         default_factory=list,
         description="Fine-tuning stages run in order before the target task (each trains "
@@ -495,8 +552,8 @@ class EvaluationConfig(StrictModel):
         "languages, and results.json says so (languages_from: task). Unset: every "
         "language of the task, with each benchmark's average beside the overall one.",
     )
-    split: Literal["test", "validation"] = "test"
-    batch_size: int = Field(64, gt=0)
+    split: Literal["test", "validation"] = Field("test", description="The split evaluated.")
+    batch_size: int = Field(64, gt=0, description="Examples per forward pass.")
     max_examples: int | None = Field(None, gt=0, description="Per language, for quick checks.")
 
 
@@ -537,10 +594,17 @@ TRACKERS = (
 )
 
 
+def _trackers_schema(schema: dict[str, Any]) -> None:
+    schema["items"] = {"enum": list(TRACKERS), "type": "string"}
+    _one_or_list(schema)
+
+
 class RuntimeConfig(StrictModel):
     """How the work runs; shared by all phases of an experiment."""
 
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="Mixed precision of training and evaluation (through Accelerate)."
+    )
     cpu: bool = Field(False, description="Force the CPU even where a GPU is present.")
     compile: bool = Field(
         False,
@@ -549,6 +613,7 @@ class RuntimeConfig(StrictModel):
     )
     log_with: list[str] = Field(
         default_factory=list,
+        json_schema_extra=_trackers_schema,
         description="Experiment trackers, through Accelerate: any of "
         + ", ".join(TRACKERS)
         + ". Each phase logs its config, training loss, learning rate, validation "
@@ -584,26 +649,38 @@ class RuntimeConfig(StrictModel):
 
 
 class ExperimentConfig(StrictModel):
-    name: str | None = None
+    name: str | None = Field(
+        None, description="A label of the experiment, kept in its config.yaml; no part of its id."
+    )
     grid_option: str | None = Field(
         None, description="Set by grids: the label of this run's intermediate option."
     )
     grid_name: str | None = Field(
         None, description="Set by grids: the grid's name (groups its runs in trackers)."
     )
-    seed: int = 42
+    seed: int = Field(42, description="Seed of the run (initialisation, data order).")
     profile: Literal["xstilts", "xtreme"] = Field(
         "xstilts",
         description="Default fine-tuning settings of the target task: the X-STILTs paper's "
         "(jiant) or XTREME's scripts' (xstilts tasks show TASK lists both).",
     )
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    intermediate: IntermediateConfig | None = None
-    target: TargetConfig
-    language_adapters: LanguageAdaptersConfig | None = None
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The encoder.")
+    intermediate: IntermediateConfig | None = Field(
+        None, description="English intermediate-task training first; unset: none (a baseline)."
+    )
+    target: TargetConfig = Field(
+        description="The target task: trained in English, evaluated in every language."
+    )
+    language_adapters: LanguageAdaptersConfig | None = Field(
+        None, description="MAD-X language adapters; unset: none."
+    )
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="What the target task is evaluated on."
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="Where the data comes from.")
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig, description="How the work runs (shared by all phases)."
+    )
 
     def to_yaml(self, *, only_set: bool = False) -> str:
         """The config as YAML; ``only_set``: only the keys given, so that reading it back
@@ -723,19 +800,28 @@ def apply_override(payload: dict[str, Any], item: str) -> None:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise XstiltsError(f"--set {item!r}: expected key=value, e.g. target.training.epochs=2")
-    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    set_key(payload, key.strip(), value, f"--set {item!r}")
+
+
+def set_key(payload: dict[str, Any], key: str, value: Any, label: str) -> None:
+    """Set the dotted ``key`` of a nested dict to ``value``, making sections as needed;
+    ``label`` names the override in errors."""
+    parts = key.split(".")
+    if not all(part.strip() for part in parts):
+        raise XstiltsError(f"{label}: expected a dotted key, e.g. target.training.epochs")
     node = payload
     for part in parts[:-1]:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise XstiltsError(f"--set {item!r}: '{part}' holds a value, not a section of keys")
+            raise XstiltsError(f"{label}: '{part}' holds a value, not a section of keys")
         node = child
-    try:
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        node[parts[-1]] = raw
+    node[parts[-1]] = value
 
 
 def describe_validation_error(err: ValidationError) -> str:

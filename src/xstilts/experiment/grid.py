@@ -12,21 +12,20 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field
 
-from xstilts.config import StrictModel, parse_config
+from xstilts.config import parse_config
 from xstilts.errors import XstiltsError
 from xstilts.experiment import costs, disk, evaluation_records, run_folder
 from xstilts.experiment.evaluation_records import EvaluationKey
 from xstilts.experiment.executors import Job, JobKind
+from xstilts.experiment.grid_config import GridConfig, Resources, parse_grid
 from xstilts.experiment.pipeline import LANGUAGE_ADAPTERS_DIR, language_dirs
-from xstilts.experiment.report_spec import REPORT_SPEC_FILE, ReportSpec
+from xstilts.experiment.report_spec import REPORT_SPEC_FILE
 from xstilts.experiment.resolve import resolve, with_samples
 from xstilts.io import atomic_write_json
-from xstilts.selection.settings import SelectionSettings
 from xstilts.tasks import TaskRegistry, load_registry
 from xstilts.train.loop import phase_result
 
@@ -35,58 +34,6 @@ PHASE_FOLDERS: dict[str, str] = {
     "intermediate": "intermediate",
     "target": "runs",
 }
-
-
-class Resources(StrictModel):
-    cpus: int = Field(1, gt=0)
-    gpus: int = Field(0, ge=0)
-
-
-class SlurmSettings(StrictModel):
-    partition: str | None = None
-    time_minutes: int = Field(24 * 60, gt=0)
-    gpus_per_node: int = Field(1, ge=0)
-    cpus_per_task: int = Field(8, gt=0)
-
-
-class GridSpec(StrictModel):
-    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
-    intermediate: dict[str, dict[str, Any] | None] = Field(
-        description="Option label -> an 'intermediate' section (null for the baseline).",
-        min_length=1,
-    )
-    targets: list[str] = Field(min_length=1)
-    option_settings: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Per option label: experiment keys to merge."
-    )
-    target_settings: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Per target task: experiment keys to merge."
-    )
-    resources: Resources = Field(default_factory=Resources)
-    executor: Literal["local", "ray", "slurm"] = "local"
-    max_parallel: int = Field(1, gt=0)
-    ray_address: str | None = None
-    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
-
-
-class GridConfig(StrictModel):
-    name: str | None = None
-    grid: GridSpec
-    report: ReportSpec = Field(default_factory=ReportSpec)
-    selection: SelectionSettings | None = Field(
-        None,
-        description="Transferability estimation (xstilts select); with top_k, budget mode: "
-        "each target is trained only from its top-K options and the baseline.",
-    )
-    base: dict[str, Any] = Field(
-        default_factory=dict, description="Experiment keys shared by every run of the grid."
-    )
-    scales: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="Named variants of the whole grid (e.g. cpu): each replaces the keys it "
-        "names under 'grid', 'base' and 'report'; chosen with scale (--set scale=cpu).",
-    )
-    scale: str | None = None
 
 
 @dataclass
@@ -152,46 +99,6 @@ class Plan:
                 )
             )
         return jobs
-
-
-def parse_grid(payload: dict[str, Any], source: str) -> GridConfig:
-    from pydantic import ValidationError
-
-    from xstilts.config import describe_validation_error
-
-    payload = with_scale(payload, source)
-    try:
-        return GridConfig.model_validate(payload)
-    except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise XstiltsError(f"{source}: unknown grid key '{key}'") from None
-        raise XstiltsError(f"{source}: {describe_validation_error(err)}") from None
-
-
-def with_scale(payload: dict[str, Any], source: str) -> dict[str, Any]:
-    """The grid as its chosen ``scale`` has it: each key that scale names under 'grid'
-    and 'base' replaces the grid's own (a scale's 'intermediate' is all its options)."""
-    scale = payload.get("scale")
-    if scale is None:
-        return payload
-    scales = payload.get("scales") or {}
-    if scale not in scales:
-        known = ", ".join(sorted(scales)) or "none"
-        raise XstiltsError(f"{source}: scale '{scale}' is not defined (its scales: {known})")
-    chosen = scales[scale] or {}
-    unknown = sorted(set(chosen) - {"grid", "base", "report", "selection"})
-    if unknown:
-        raise XstiltsError(
-            f"{source}: scales.{scale} may set grid, base, report and selection, not {unknown}"
-        )
-    scaled = copy.deepcopy(payload)
-    for section in ("grid", "base", "report", *(["selection"] if "selection" in chosen else [])):
-        scaled.setdefault(section, {}).update(copy.deepcopy(chosen.get(section) or {}))
-    if scaled.get("name"):
-        scaled["name"] = f"{scaled['name']}-{scale}"
-    return scaled
 
 
 def plan_grid(

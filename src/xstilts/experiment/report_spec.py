@@ -43,7 +43,9 @@ class ReportSpec(StrictModel):
         description="The baseline's option label; unset: the one option with no "
         "intermediate phase and no variant.",
     )
-    comparisons: list[Comparison] = Field(default_factory=list)
+    comparisons: list[Comparison] = Field(
+        default_factory=list, description="Comparisons besides each option against the baseline."
+    )
     correction: Literal["holm", "bh", "none"] = Field(
         "holm",
         description="Multiple-comparison correction within each table: Holm (family-wise "

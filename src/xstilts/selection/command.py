@@ -22,6 +22,7 @@ from xstilts.selection.check import (
     to_json,
     total_share,
 )
+from xstilts.selection.result import SelectionResult
 from xstilts.selection.select import TargetRanking, rank_grid
 from xstilts.selection.settings import SelectionSettings
 
@@ -35,21 +36,26 @@ def run_select(
     *,
     evaluate: bool = False,
     source: str = "grid",
-) -> None:
+) -> SelectionResult:
+    """Rank each target's options with each method, print the rankings and, with
+    ``evaluate``, check them against the grid's finished runs."""
     wanted = list(methods)
     if evaluate and "size" not in wanted:
         wanted.append("size")  # a baseline of the evaluation
     groups, rankings = rank_grid(grid, out_root, wanted, settings, source)
+    asked = {method: rankings[method] for method in dict.fromkeys(methods)}
     for method in methods:
         for ranking in rankings[method]:
             console.print(ranking_table(ranking))
     if not evaluate:
-        return
+        return SelectionResult(asked)
     checks = check_all(groups, rankings)
-    atomic_write_json(evaluation_path(out_root), to_json(checks))
+    evaluation = to_json(checks)
+    atomic_write_json(evaluation_path(out_root), evaluation)
+    result = SelectionResult(asked, evaluation, evaluation_path(out_root))
     if not any(checks.values()):
         console.print("no target has two or more finished options: nothing to evaluate against")
-        return
+        return result
     for measure in MEASURES:
         console.print(evaluation_table(checks, measure, methods))
     console.print(
@@ -61,6 +67,7 @@ def run_select(
         highlight=False,
     )
     console.print(f"written: {evaluation_path(out_root)}", highlight=False)
+    return result
 
 
 def ranking_table(ranking: TargetRanking) -> Table:
