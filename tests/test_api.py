@@ -57,6 +57,13 @@ def test_importing_xstilts_loads_neither_torch_nor_the_api() -> None:
     assert {"run", "run_grid", "results", "write_report", "select"} <= set(dir(xstilts))
 
 
+def test_the_package_exports_what_the_api_exports() -> None:
+    # Written out twice (the package cannot import the API to reuse its list).
+    import xstilts.api
+
+    assert set(xstilts.__all__) - {"__version__"} == set(xstilts.api.__all__)
+
+
 def test_run_an_experiment_config_object(tiny_config, tmp_path) -> None:
     config = tiny_config(intermediate=True)
     result = xstilts.run(config, out=tmp_path)

@@ -1,6 +1,6 @@
 """xstilts: English intermediate-task training for zero-shot cross-lingual transfer.
 
-The Python API (:mod:`xstilts.api`) is loaded on first use, so importing xstilts stays
+The Python API (`xstilts.api`) is loaded on first use, so importing xstilts stays
 cheap: ``xstilts.run``, ``xstilts.run_grid``, ``xstilts.results``,
 ``xstilts.write_report`` and ``xstilts.select``.
 """

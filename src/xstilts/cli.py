@@ -369,15 +369,8 @@ def tasks_show(
     table = Table(title="sources ({lang} and {code} are filled in per language)")
     for column in ("split", "mode", "source", "columns", "languages"):
         table.add_column(column, overflow="fold")
-    for split, sources in spec.splits.items():
-        for mode in ("hub", "local"):
-            for source in getattr(sources, mode):
-                columns = ", ".join(
-                    f"{k}<-{'+'.join(v) if isinstance(v, list) else v}"
-                    for k, v in source.columns.items()
-                )
-                only = " ".join(source.languages) if source.languages else "all"
-                table.add_row(split, mode, source.describe(), columns or "-", only)
+    for split, mode, source, columns, only in spec.source_rows(arrow="<-"):
+        table.add_row(split, mode, source.describe(), columns, only)
     console.print(table)
 
 

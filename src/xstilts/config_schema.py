@@ -47,6 +47,10 @@ class ConfigKey:
     ``required``."""
     required: bool
     """Whether its section must give it."""
+    owner: type[BaseModel]
+    """The model that declares the key (``TrainingConfig`` for ``target.training.epochs``)."""
+    field: FieldInfo
+    """The pydantic field behind the key: its annotation, constraints and default."""
 
 
 def root_model(kind: ConfigKind) -> type[BaseModel]:
@@ -79,6 +83,8 @@ def _collect(model: type[BaseModel], prefix: str, keys: list[ConfigKey]) -> None
                 field.description or "",
                 None if field.is_required() else field_default(field),
                 field.is_required(),
+                owner=model,
+                field=field,
             )
         )
         nested = _nested_model(field.annotation)

@@ -10,21 +10,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from xstilts.config import ADVERSARIAL_OPTIONS, AdversarialConfig, ExperimentConfig
+from xstilts.config import ADVERSARIAL_OPTIONS, AdversarialConfig
+from xstilts.config_schema import LIST_ITEM, MAPPING_KEY, ConfigKey, ConfigKind, config_keys
+from xstilts.docgen.labels import constraints, default_label, model_doc, type_label
 from xstilts.docgen.markdown import code, table
-from xstilts.docgen.model_walk import (
-    LIST_ITEM,
-    MAPPING_KEY,
-    constraints,
-    default_label,
-    key_name,
-    key_paths,
-    model_doc,
-    models_in,
-    type_label,
-    walk,
-)
-from xstilts.experiment.grid_config import GridConfig
 
 PAGE_PATH = "reference/configuration.md"
 """Where the page sits in the site (relative to ``docs/``)."""
@@ -46,16 +35,6 @@ unset (a task's or a profile's value then applies where the description says so)
 """
 
 
-def experiment_key_paths() -> list[str]:
-    """Every key path an experiment config accepts."""
-    return key_paths(ExperimentConfig)
-
-
-def grid_key_paths() -> list[str]:
-    """Every key path of a grid config outside the experiment keys of ``base``."""
-    return key_paths(GridConfig)
-
-
 def anchor(model: type[BaseModel]) -> str:
     """The heading id of a model's section (the heading is the class name)."""
     return model.__name__.lower()
@@ -70,13 +49,13 @@ def _description(model: type[BaseModel], name: str, field: FieldInfo) -> str:
     limits = constraints(field)
     if limits:
         parts.append(f"({', '.join(limits)})")
-    if model.model_config.get("validate_by_name") and key_name(name, field) != name:
+    if model.model_config.get("validate_by_name") and (field.alias or name) != name:
         parts.append(f"Also accepted as {code(name)}.")
     return " ".join(part for part in parts if part)
 
 
-def index_table(model: type[BaseModel]) -> str:
-    """Every key path of ``model``: type, default and the section that explains it."""
+def index_table(keys: list[ConfigKey]) -> str:
+    """Every key path: type, default and the section that explains it."""
     rows = [
         (
             code(key.path),
@@ -84,9 +63,21 @@ def index_table(model: type[BaseModel]) -> str:
             code(default_label(key.field)),
             _link(key.owner),
         )
-        for key in walk(model)
+        for key in keys
     ]
     return table(("key path", "type", "default", "section"), rows)
+
+
+def models_in(keys: list[ConfigKey]) -> dict[type[BaseModel], list[str]]:
+    """Each model that declares keys, in order of first appearance, with the paths
+    where it sits (``""`` for the top level)."""
+    found: dict[type[BaseModel], list[str]] = {}
+    for key in keys:
+        places = found.setdefault(key.owner, [])
+        parent = key.path.rpartition(".")[0]
+        if parent not in places:
+            places.append(parent)
+    return found
 
 
 def adversarial_defaults() -> str:
@@ -114,7 +105,7 @@ def section(model: type[BaseModel], locations: list[str]) -> str:
         lines += [doc, ""]
     rows = [
         (
-            code(key_name(name, field)),
+            code(field.alias or name),
             type_label(field.annotation, _link),
             code(default_label(field)),
             _description(model, name, field),
@@ -127,19 +118,19 @@ def section(model: type[BaseModel], locations: list[str]) -> str:
     return "\n".join(lines)
 
 
-def config_part(title: str, intro: str, model: type[BaseModel]) -> str:
+def config_part(title: str, intro: str, kind: ConfigKind) -> str:
     """A part of the page: its intro, the index of every key path, then each model."""
-    paths = key_paths(model)
-    sections = [section(child, where) for child, where in models_in(model).items()]
+    keys = config_keys(kind)
+    sections = [section(model, where) for model, where in models_in(keys).items()]
     return "\n".join(
         [
             f"## {title}",
             "",
             intro,
             "",
-            f"{len(paths)} key paths:",
+            f"{len(keys)} key paths:",
             "",
-            index_table(model),
+            index_table(keys),
             *sections,
         ]
     )
@@ -162,7 +153,7 @@ def render_page() -> str:
     return "\n".join(
         [
             INTRO,
-            config_part("Experiment configs", EXPERIMENT_INTRO, ExperimentConfig),
-            config_part("Grid configs", GRID_INTRO, GridConfig),
+            config_part("Experiment configs", EXPERIMENT_INTRO, "experiment"),
+            config_part("Grid configs", GRID_INTRO, "grid"),
         ]
     )

@@ -133,16 +133,10 @@ def facts(spec: TaskSpec) -> list[tuple[str, str]]:
 
 
 def sources(spec: TaskSpec) -> str:
-    rows = []
-    for split, split_sources in spec.splits.items():
-        for mode in ("hub", "local"):
-            for source in getattr(split_sources, mode):
-                columns = ", ".join(
-                    f"{field} <- {'+'.join(column) if isinstance(column, list) else column}"
-                    for field, column in source.columns.items()
-                )
-                only = " ".join(source.languages) if source.languages else "all"
-                rows.append((split, mode, code(source.describe()), columns or "-", only))
+    rows = [
+        (split, mode, code(source.describe()), columns, only)
+        for split, mode, source, columns, only in spec.source_rows()
+    ]
     return table(("split", "mode", "source", "columns", "languages"), rows)
 
 

@@ -311,3 +311,19 @@ class TaskSpec(BaseModel):
             for b in self.sources(second, lang, mode)
             if a.may_overlap(b)
         ]
+
+    def source_rows(self, arrow: str = " <- ") -> list[tuple[str, str, DataSource, str, str]]:
+        """Every declared source, split by split, hub ones first, as the task listings
+        show them: (split, mode, source, its columns as ``field <- column`` or ``-``,
+        the languages it serves or ``all``)."""
+        rows = []
+        for split, split_sources in self.splits.items():
+            for mode in ("hub", "local"):
+                for source in getattr(split_sources, mode):
+                    columns = ", ".join(
+                        f"{field}{arrow}{'+'.join(column) if isinstance(column, list) else column}"
+                        for field, column in source.columns.items()
+                    )
+                    only = " ".join(source.languages) if source.languages else "all"
+                    rows.append((split, mode, source, columns or "-", only))
+        return rows
