@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from tests.kills import kill_after_checkpoint
 from xstilts.errors import XstiltsError
@@ -163,3 +164,32 @@ def test_bf16_mixed_precision_runs_on_cpu(tiny_config, tmp_path):
     outcome = run_experiment(tiny_config(runtime={"mixed_precision": "bf16"}), tmp_path)
     assert outcome.results["average"] is not None
     assert "mixed_precision: bf16" in (outcome.run_dir / "config.yaml").read_text()
+
+
+def test_training_steps_run_in_train_mode_and_validation_in_eval_mode(
+    tiny_config, tmp_path, monkeypatch
+):
+    # train() is set once and again after each validation, not every step: a step after
+    # a validation must still have dropout on.
+    from xstilts.modeling.multitask import MultiTaskModel
+
+    calls: list[tuple[bool, bool]] = []
+    forward, init = MultiTaskModel.forward, MultiTaskModel.__init__
+
+    def built_in_eval_mode(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.eval()  # as from_pretrained leaves a model; the tiny one is built in train mode
+
+    def recording(self, head, batch):
+        calls.append((torch.is_grad_enabled(), self.training))
+        return forward(self, head, batch)
+
+    monkeypatch.setattr(MultiTaskModel, "forward", recording)
+    monkeypatch.setattr(MultiTaskModel, "__init__", built_in_eval_mode)
+    run_experiment(tiny_config(target__training__eval_every_steps=4), tmp_path)
+    training = [mode for grad, mode in calls if grad]
+    validating = [mode for grad, mode in calls if not grad]
+    assert len(training) == 15 and all(training)
+    assert validating and not any(validating)
+    first_validation = next(i for i, (grad, _) in enumerate(calls) if not grad)
+    assert any(grad for grad, _ in calls[first_validation:])  # training went on after it

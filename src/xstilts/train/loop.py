@@ -197,10 +197,12 @@ def train_phase(
     # Step terms stay on the device until read, once per logging interval, validation
     # or checkpoint (_StepGuard explains how non-finite steps are handled without sync).
     guard = _StepGuard(config.nonfinite_loss, raw_optimizer, accelerator, tasks)
+    # Once, not per step: train() walks every module, host time that a short GPU step
+    # notices; validation (run_inference) puts the mode back as it found it.
+    wrapped.train()
     while state.step < total_steps and not state.stopped_early:
         task_index = sampler.task_for_step(state.step)
         task = tasks[task_index]
-        wrapped.train()
         terms: dict[str, torch.Tensor] = {}
         accumulation = task.accumulation
         for micro, indices in enumerate(streams[task_index].next_step()):
