@@ -120,9 +120,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     Between the renames the previous version sits at ``<target>.old``, which
     ``settled_dir`` picks up if the process dies right there.
     """
-    with space_checked(target.parent):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = make_scratch_dir(target.parent, f".{target.name}.")
+    scratch = _scratch_beside(target)
     try:
         with space_checked(target.parent):
             yield scratch
@@ -148,9 +146,7 @@ def published_once(target: Path) -> Iterator[Path]:
     write the same thing, so the first one wins, and a reader that found ``target``
     never sees it moved aside, as ``atomic_dir``'s replacing rename would do.
     """
-    with space_checked(target.parent):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = make_scratch_dir(target.parent, f".{target.name}.")
+    scratch = _scratch_beside(target)
     try:
         with space_checked(target.parent):
             yield scratch
@@ -164,6 +160,13 @@ def published_once(target: Path) -> Iterator[Path]:
             fsync_dir(target.parent)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # a no-op once renamed
+
+
+def _scratch_beside(target: Path) -> Path:
+    """A fresh hidden folder next to ``target``, on its filesystem (so a rename publishes)."""
+    with space_checked(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return make_scratch_dir(target.parent, f".{target.name}.")
 
 
 def current_umask() -> int:

@@ -145,20 +145,13 @@ def _model_size(key: str) -> ModelSize:
 
 def _encoder_config(model: ModelConfig):
     """The encoder's transformers config, and where it came from."""
-    from transformers import AutoConfig, XLMRobertaConfig
+    from transformers import AutoConfig
 
     if model.tiny is not None:
-        tiny = model.tiny
-        config = XLMRobertaConfig(
-            vocab_size=1000,  # the shipped tiny tokenizer's order of magnitude
-            hidden_size=tiny.hidden_size,
-            num_hidden_layers=tiny.num_layers,
-            num_attention_heads=tiny.num_heads,
-            intermediate_size=tiny.intermediate_size,
-            max_position_embeddings=tiny.max_positions,
-            type_vocab_size=1,
-        )
-        return config, "the tiny model's config"
+        from xstilts.modeling.encoders import tiny_encoder_config
+
+        # vocabulary: the shipped tiny tokenizer's order of magnitude
+        return tiny_encoder_config(model.tiny, 1000), "the tiny model's config"
     try:
         from xstilts.model_store import model_location
 

@@ -149,15 +149,26 @@ def _pretrained_encoder(name: str, revision: str | None) -> PreTrainedModel:
         return AutoModel.from_pretrained(name, revision=revision)
 
 
-def _tiny_encoder(tiny: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer),
+def tiny_encoder_config(
+    tiny: TinyModelConfig, vocab_size: int, **token_ids: int | None
+) -> XLMRobertaConfig:
+    """The XLM-R config of ``model.tiny`` (``token_ids``: pad, bos and eos ids)."""
+    return XLMRobertaConfig(
+        vocab_size=vocab_size,
         hidden_size=tiny.hidden_size,
         num_hidden_layers=tiny.num_layers,
         num_attention_heads=tiny.num_heads,
         intermediate_size=tiny.intermediate_size,
         max_position_embeddings=tiny.max_positions,
         type_vocab_size=1,
+        **token_ids,
+    )
+
+
+def _tiny_encoder(tiny: TinyModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    config = tiny_encoder_config(
+        tiny,
+        len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

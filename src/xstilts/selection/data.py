@@ -14,21 +14,9 @@ from xstilts.experiment.pipeline import load_task_split
 from xstilts.features import encode_split
 from xstilts.formats import get_format
 from xstilts.tasks.loading import LoadedSplit
-from xstilts.tasks.spec import SplitName, TaskSpec
+from xstilts.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
-
-
-def load(
-    spec: TaskSpec,
-    split: SplitName,
-    lang: str,
-    config: ExperimentConfig,
-    max_examples: int | None,
-) -> LoadedSplit:
-    """One split of one language, checked and (with ``max_examples``) subsampled the
-    way the pipeline loads it (``config`` is a resolved experiment's)."""
-    return load_task_split(spec, split, lang, config, max_examples)
 
 
 def training_examples(
@@ -40,7 +28,7 @@ def training_examples(
     fmt = get_format(spec.format)
     seed = config.data.subsample_seed_for(config.seed)
     cap = training.max_train_examples
-    parts = [load(spec, "train", lang, config, None) for lang in spec.train_languages]
+    parts = [load_task_split(spec, "train", lang, config, None) for lang in spec.train_languages]
     examples = datasets.concatenate_datasets([part.examples for part in parts])
     if cap is not None and len(examples) > cap:
         examples = fmt.subsample(examples, cap, seed)

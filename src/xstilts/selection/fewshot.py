@@ -14,6 +14,7 @@ import datasets
 from accelerate.utils import set_seed
 
 from xstilts.config import TrainingConfig
+from xstilts.experiment.pipeline import load_task_split
 from xstilts.experiment.runtime import get_accelerator
 from xstilts.formats import get_format
 from xstilts.modeling import MultiTaskModel, build_encoder
@@ -39,7 +40,9 @@ def fewshot_score(
     fmt = get_format(task.format)
     tokenizer = ctx.tokenizer(config.model)
     assert training.max_length is not None and training.batch_size is not None
-    validation = data.load(task, "validation", "en", config, settings.fewshot_validation_examples)
+    validation = load_task_split(
+        task, "validation", "en", config, settings.fewshot_validation_examples
+    )
     validation_features = data.encoded(validation, task, config, tokenizer, training.max_length)
     steps = settings.fewshot_steps
     short = training.model_copy(
