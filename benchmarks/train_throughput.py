@@ -22,11 +22,16 @@ batch size, steps, learning rate schedule and dynamic-padding collator on every 
 Evaluation: ``run_inference`` on each task's evaluation features, in length order
 against feature order (the previous behaviour), with the predictions checked equal.
 
-Each repetition runs every side once, interleaved, so drifting load hits all alike;
+Each side trains one epoch of the task by default (``--steps`` cuts it), so every
+side sees every example once: a few dozen steps would each draw other batches, and
+the lengths of the batches drawn, not the loop, would decide the ratio (on a CPU a
+POS step's time follows its padded length). The padding each side's batching leaves
+is printed. Each repetition runs every side once, interleaved, so drifting load hits
+all alike;
 printed: the median examples/s, the min-max spread, and the median of the
 per-repetition ratios.
 
-    python benchmarks/train_throughput.py [--quick] [--tasks ud_pos ...] [--steps 30]
+    python benchmarks/train_throughput.py [--quick] [--tasks ud_pos ...] [--steps N]
         [--repeats 3] [--batch-size 16] [--variants] [--compile] [--optimizers]
 
 ``--quick``: one task, 6 steps, one repetition (a smoke run, not a measurement).
@@ -52,6 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import AutoModel, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from xstilts.config import ModelConfig, RuntimeConfig, TrainingConfig
 from xstilts.experiment.runtime import get_accelerator
@@ -231,6 +237,18 @@ def padding_ratio(features: datasets.Dataset, batch_size: int, grouped: bool) ->
     return padded / int(lengths.sum())
 
 
+def trainer_padding_ratio(features: datasets.Dataset, batch_size: int) -> float:
+    """The same for the Trainer's ``group_by_length`` sampler (seed 0)."""
+    lengths = feature_lengths(features)
+    sampler = LengthGroupedSampler(
+        batch_size, lengths=lengths.tolist(), generator=torch.Generator().manual_seed(0)
+    )
+    order = np.asarray(list(sampler))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    padded = sum(len(b) * int(lengths[b].max()) for b in batches)
+    return padded / int(lengths.sum())
+
+
 def report(title: str, rates: dict[str, list[float]], baseline_names: list[str]) -> None:
     print(f"  {title}")
     for name, values in rates.items():
@@ -272,7 +290,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=None, help="default: one epoch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
@@ -295,7 +313,8 @@ def main() -> None:
     pristine = build_encoder(model_config, tokenizer)
     print(
         f"{args.model} (embeddings and 4 layers frozen), batch {args.batch_size}, "
-        f"{args.steps} steps, max length {args.max_length}, {args.repeats} repetitions, "
+        f"{args.steps or 'one epoch of'} steps, max length {args.max_length}, "
+        f"{args.repeats} repetitions, "
         f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as scratch:
@@ -309,11 +328,14 @@ def main() -> None:
 
 
 def bench_task(task: TaskData, pristine: nn.Module, args, tokenizer) -> None:
+    args = copy.copy(args)
+    args.steps = args.steps or -(-len(task.train) // args.batch_size)
     print(
-        f"\n{task.spec.name} ({task.spec.format}): {len(task.train)} training features; "
-        f"padded/real tokens: random batches "
+        f"\n{task.spec.name} ({task.spec.format}): {len(task.train)} training features, "
+        f"{args.steps} steps; padded/real tokens: random batches "
         f"{padding_ratio(task.train, args.batch_size, False):.2f}, "
-        f"length-grouped {padding_ratio(task.train, args.batch_size, True):.2f}"
+        f"xstilts length-grouped {padding_ratio(task.train, args.batch_size, True):.2f}, "
+        f"Trainer length-grouped {trainer_padding_ratio(task.train, args.batch_size):.2f}"
     )
     sides: dict[str, Callable[[], float]] = {}
     if not args.no_train:

@@ -197,9 +197,10 @@ def train_phase(
     # Step terms stay on the device until read, once per logging interval, validation
     # or checkpoint (_StepGuard explains how non-finite steps are handled without sync).
     guard = _StepGuard(config.nonfinite_loss, raw_optimizer, accelerator, tasks)
-    # Once, not per step: train() walks every module, host time that a short GPU step
-    # notices; validation (run_inference) puts the mode back as it found it.
+    # Once, not per step: train() and parameters() walk every module, host time that a
+    # short GPU step notices; validation (run_inference) puts the mode back as it found it.
     wrapped.train()
+    clipped = [p for p in wrapped.parameters() if p.requires_grad]
     while state.step < total_steps and not state.stopped_early:
         task_index = sampler.task_for_step(state.step)
         task = tasks[task_index]
@@ -219,7 +220,7 @@ def train_phase(
         terms = _mean_over_processes(terms, accelerator)
         norm = None
         if config.max_grad_norm is not None:
-            norm = accelerator.clip_grad_norm_(wrapped.parameters(), config.max_grad_norm)
+            norm = accelerator.clip_grad_norm_(clipped, config.max_grad_norm)
         trained = task.objective.trained_term
         if guard.step_allowed(terms[trained], norm):
             optimizer.step()
