@@ -1,11 +1,11 @@
 """Adapters against full fine-tuning for zero-shot transfer, on two CPU cores with the
 real encoder (multilingual-e5-small) and the real samples shipped with xstilts.
 
-The target is the demo's: extractive QA trained on English XQuAD sentences, tested in
+The target is xquad_setup.py's: extractive QA trained on English XQuAD sentences, tested in
 English and zero-shot in German, Chinese and Arabic. Each option runs through the
 ordinary pipeline:
 
-* full: the encoder fine-tuned (embeddings frozen, as in the demo),
+* full: the encoder fine-tuned (embeddings frozen, as in xquad_setup.py),
 * seq_bn: a bottleneck adapter over the frozen encoder,
 * lora: a LoRA adapter (r 8) over the frozen encoder,
 * fusion: AdapterFusion over two task adapters of a multi-task intermediate phase
@@ -29,9 +29,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from xquad_setup import INTERMEDIATE, MODEL, TARGET, whole_sentence_levels, write_setup_data
 
 from xstilts.config import ExperimentConfig, parse_config
-from xstilts.demo.real import INTERMEDIATE, MODEL, TARGET, whole_sentence_levels, write_demo_data
 from xstilts.experiment.pipeline import run_experiment
 from xstilts.model_store import is_installed
 from xstilts.model_store.install import install
@@ -96,7 +96,7 @@ def main() -> None:
         install(MODEL, console)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
-        data = write_demo_data(out)
+        data = write_setup_data(out)
         planned = options(data.data_dir, data.task_file, data.cache_dir, args.adapter_lr)
         planned = {k: v for k, v in planned.items() if args.only is None or k in args.only}
         rows: dict[str, list[dict[str, Any]]] = {label: [] for label in planned}

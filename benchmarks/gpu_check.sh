@@ -4,7 +4,7 @@
 # MODEL: model.name of the encoder (default: the installed multilingual-e5-small); a
 # folder made by benchmarks/random_encoder.py will do where the weights cannot travel.
 # Runs: XLM-R Large MFU (gpu_throughput.py), our loop against the Trainer
-# (train_throughput.py), the demo's recipe on one GPU, and the same recipe under
+# (train_throughput.py), gpu_smoke.yaml (XQuAD-sentence QA) on one GPU, and the same recipe under
 # torchrun with two CPU processes (gloo); each step's output lands in OUT_DIR.
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [MODEL]}

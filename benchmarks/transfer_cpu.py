@@ -2,7 +2,7 @@
 with --adversarial, that intermediate task trained adversarially), on the real encoder
 (multilingual-e5-small) and the real samples shipped with xstilts.
 
-The experiments are the demo's (English QA on XQuAD sentences, tested in English,
+The experiments are xquad_setup.py's (English QA on XQuAD sentences, tested in English,
 German, Chinese and Arabic; English POS tagging as the intermediate task), run for
 each seed through the ordinary pipeline. It prints the per-language table (mean and
 spread over seeds, the whole-sentence level beside it), each adversarial variant's
@@ -22,16 +22,16 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-
-from xstilts.config import AdversarialConfig, ExperimentConfig
-from xstilts.demo.real import (
+from xquad_setup import (
     INTERMEDIATE,
     MODEL,
     TARGET,
-    demo_configs,
+    setup_configs,
     whole_sentence_levels,
-    write_demo_data,
+    write_setup_data,
 )
+
+from xstilts.config import AdversarialConfig, ExperimentConfig
 from xstilts.experiment.pipeline import run_experiment
 from xstilts.model_store import is_installed
 from xstilts.model_store.install import install
@@ -64,8 +64,8 @@ def main() -> None:
         install(MODEL, console)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
-        data = write_demo_data(out)
-        planned = experiments(demo_configs(data), args.adversarial)
+        data = write_setup_data(out)
+        planned = experiments(setup_configs(data), args.adversarial)
         scores: Scores = {label: [] for label, _ in planned}
         timings = Table(title="wall time per experiment")
         for column in ("seed", "experiment", "seconds"):
