@@ -22,7 +22,7 @@ from xstilts import io
 from xstilts.cli import app
 from xstilts.config import ModelConfig
 from xstilts.errors import XstiltsError
-from xstilts.experiment import disk, pipeline
+from xstilts.experiment import disk, pipeline, retention
 from xstilts.experiment.grid import parse_grid
 from xstilts.experiment.grid_runner import run_grid
 from xstilts.experiment.pipeline import run_experiment
@@ -387,6 +387,70 @@ def test_clean_applies_a_retention_afterwards_and_leaves_what_runs_need(tiny_con
 
     runner.invoke(app, ["clean", str(out)])
     assert not (inter_dir / "checkpoints").exists() and (inter_dir / "best").is_dir()
+
+
+def _make_whole(best: Path, model: ModelConfig, tokenizer) -> dict[str, torch.Tensor]:
+    """Turn a delta ``best/`` into what earlier versions wrote: the whole encoder and
+    the tokenizer in ``best/encoder``, no delta files. Returns the encoder's state."""
+    whole = build_encoder(model, tokenizer, best)
+    for name in ("trained.safetensors", "base.json"):
+        (best / name).unlink()
+    whole.save_pretrained(best / "encoder")
+    tokenizer.save_pretrained(best / "encoder")
+    return {k: v.clone() for k, v in whole.state_dict().items()}
+
+
+def test_clean_rewrites_a_whole_best_as_its_delta_bit_for_bit(tiny_config, tmp_path, tokenizer):
+    out = tmp_path / "out"
+    config = tiny_config(intermediate=True, runtime__keep="best")
+    done = run_experiment(config, out)
+    inter_best = out / "intermediate" / done.results["intermediate_run"] / "best"
+    target_best = done.run_dir / "best"
+    wholes = {b: _make_whole(b, config.model, tokenizer) for b in (inter_best, target_best)}
+    whole_bytes = sum(retention.folder_bytes(best) for best in wholes)
+
+    dry = runner.invoke(app, ["clean", str(out), "--keep", "best", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.count("whole encoder rewritten as its delta") == 2
+    assert all((best / "encoder").is_dir() for best in wholes)
+
+    result = runner.invoke(app, ["clean", str(out), "--keep", "best"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("whole encoder rewritten as its delta") == 2
+    for best, state in wholes.items():
+        assert not (best / "encoder").exists()
+        base = json.loads((best / "base.json").read_text())
+        assert base["layout"] == "encoder-delta" and "converted_from" in base
+        saved = load_file(str(best / "trained.safetensors"))
+        # the trained embeddings as their changed rows, the frozen parts not at all
+        assert _WORDS + ":rows" in saved and 0 < len(saved[_WORDS + ":rows"]) < len(tokenizer)
+        _same_bits(build_encoder(config.model, tokenizer, best).state_dict(), state)
+    assert sum(retention.folder_bytes(best) for best in wholes) < whole_bytes / 2
+
+    # the target run still evaluates a new language from its rewritten model
+    more = config.model_copy(deep=True)
+    more.evaluation.languages.append("es")
+    again = run_experiment(more, out)
+    assert again.run_dir == done.run_dir and "es" in again.results["languages"]
+    before = _scores(done.results)
+    assert {lang: _scores(again.results)[lang] for lang in before} == before
+
+
+def test_a_whole_best_that_does_not_fit_its_config_is_kept_and_said(
+    tiny_config, tmp_path, tokenizer
+):
+    out = tmp_path / "out"
+    config = tiny_config(runtime__keep="best")
+    done = run_experiment(config, out)
+    best = done.run_dir / "best"
+    _make_whole(best, config.model, tokenizer)
+    saved = yaml.safe_load((done.run_dir / "config.yaml").read_text())
+    saved["model"]["tiny"] = {"hidden_size": 48}
+    (done.run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    result = runner.invoke(app, ["clean", str(out), "--keep", "best"])
+    assert result.exit_code == 0, result.output
+    assert "kept whole:" in result.output and "does not fit" in result.output
+    assert (best / "encoder").is_dir() and not (best / "trained.safetensors").exists()
 
 
 def test_dry_run_estimates_the_disk_from_parameter_counts(tmp_path):

@@ -187,7 +187,9 @@ def clean(
     """Free the disk finished runs no longer need (runtime.keep, applied afterwards).
 
     Never touches a folder a running process holds, nor what an unfinished phase needs
-    to resume (its checkpoint) or to finish evaluating (its model).
+    to resume (its checkpoint) or to finish evaluating (its model). Best models saved
+    whole by earlier versions (best/encoder) are rewritten as deltas on the pretrained
+    encoder.
     """
     from xstilts.experiment.clean import clean as clean_folder
     from xstilts.experiment.disk import gigabytes
@@ -199,11 +201,20 @@ def clean(
     verb = "would free" if dry_run else "freed"
     for path, size in cleaned.removed:
         console.print(f"{gigabytes(size):>10}  {path}", highlight=False)
+    for path, size in cleaned.converted:
+        upto = "up to " if dry_run else ""
+        console.print(
+            f"{upto}{gigabytes(size):>10}  {path}: whole encoder rewritten as its delta",
+            highlight=False,
+        )
+    for path, why in cleaned.not_converted:
+        console.print(f"kept whole: {path} ({why})", highlight=False)
     for path in cleaned.in_use:
         console.print(f"skipped (in use by a running process): {path}", highlight=False)
+    places = len(cleaned.removed) + len(cleaned.converted)
     console.print(
-        f"{verb} {gigabytes(cleaned.freed)} in {len(cleaned.removed)} places under {folder} "
-        f"(--keep {keep})",
+        f"{verb} {'up to ' if dry_run and cleaned.converted else ''}"
+        f"{gigabytes(cleaned.freed)} in {places} places under {folder} (--keep {keep})",
         highlight=False,
     )
 

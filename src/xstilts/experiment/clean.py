@@ -5,7 +5,9 @@ Each phase folder is taken under its lock (a folder a running process holds is
 skipped), and loses only what its finished phases no longer need: the scratch of
 killed writes, the checkpoints of finished phases, and under ``results`` the trained
 model of a target run whose evaluation is complete for its config.yaml (a run asked
-to evaluate more languages keeps its model until it has).
+to evaluate more languages keeps its model until it has). A best model that stays and
+was saved whole by an earlier version (``best/encoder``) is rewritten as its delta on
+the pretrained encoder (modeling/whole_best.py), which needs that encoder at hand.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from xstilts.experiment.evaluation_records import EvaluationKey
 from xstilts.experiment.pipeline import CONFIG_FILE, LANGUAGE_ADAPTERS_DIR
 from xstilts.experiment.resolve import resolve
 from xstilts.experiment.run_folder import RunLock
+from xstilts.modeling import whole_best
+from xstilts.modeling.deltas import BASE_FILE, DELTA_FILE
+from xstilts.modeling.encoders import ENCODER_DIR, load_tokenizer
+from xstilts.train.loop import BEST_DIR
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +40,15 @@ class Cleaned:
     """Each path removed (or, in a dry run, removable), with its bytes."""
     in_use: list[Path] = field(default_factory=list)
     """Folders skipped: a running process holds them."""
+    converted: list[tuple[Path, int]] = field(default_factory=list)
+    """Each ``best/`` rewritten from a whole encoder to a delta, with the bytes it freed
+    (in a dry run: the whole encoder's bytes, the most it can free)."""
+    not_converted: list[tuple[Path, str]] = field(default_factory=list)
+    """Whole-encoder ``best/`` folders left as they were, and why."""
 
     @property
     def freed(self) -> int:
-        return sum(size for _, size in self.removed)
+        return sum(size for _, size in self.removed) + sum(size for _, size in self.converted)
 
 
 def clean(root: Path, keep: retention.Keep, *, dry_run: bool = False) -> Cleaned:
@@ -77,8 +88,33 @@ def _clean_folder(
             if not dry_run:
                 retention.remove([path])
             cleaned.removed.append((path, size))
+        gone = {path for path, _ in cleaned.removed}
+        bests = [folder / BEST_DIR, *sorted((folder / run_folder.STAGES_DIR).glob(f"*/{BEST_DIR}"))]
+        for best in bests:
+            if best not in gone and whole_best.is_whole_best(best):
+                _convert(folder, best, cleaned, dry_run)
     finally:
         lock.__exit__(None, None, None)
+
+
+def _convert(folder: Path, best: Path, cleaned: Cleaned, dry_run: bool) -> None:
+    """Rewrite a whole-encoder ``best`` as a delta (see the module doc)."""
+    whole = retention.folder_bytes(best / ENCODER_DIR)
+    if dry_run:
+        cleaned.converted.append((best, whole))
+        return
+    try:
+        model = load_config(folder / CONFIG_FILE).model
+        whole_best.convert_whole_best(best, model, load_tokenizer(model))
+    except (XstiltsError, OSError) as err:
+        log.warning("%s: kept whole (%s)", best, err)
+        cleaned.not_converted.append((best, str(err)))
+        return
+    cleaned.converted.append((best, whole - _delta_bytes(best)))
+
+
+def _delta_bytes(best: Path) -> int:
+    return sum((best / name).stat().st_size for name in (DELTA_FILE, BASE_FILE))
 
 
 def _scratch(folder: Path) -> list[Path]:

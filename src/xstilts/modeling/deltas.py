@@ -65,8 +65,13 @@ def mark(encoder: nn.Module, pretrained_sha256: str, changed: set[str]) -> None:
 def keep_embedding_reference(encoder: nn.Module) -> None:
     """Keep a CPU copy of the encoder's input embedding matrix, which must still be the
     pretrained one: ``changed_state`` then saves only the rows that differ from it."""
-    weight = encoder.get_input_embeddings().weight
-    setattr(encoder, _EMBEDDING_REFERENCE, weight.detach().to("cpu", copy=True))
+    compare_rows_with(encoder, encoder.get_input_embeddings().weight)
+
+
+def compare_rows_with(encoder: nn.Module, pretrained: torch.Tensor) -> None:
+    """Let ``changed_state`` save the input embeddings as the rows that differ from
+    ``pretrained`` (the pretrained matrix; a CPU copy is kept)."""
+    setattr(encoder, _EMBEDDING_REFERENCE, pretrained.detach().to("cpu", copy=True))
 
 
 def mark_all_changed(encoder: nn.Module) -> None:
