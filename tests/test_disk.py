@@ -28,7 +28,7 @@ from xstilts.experiment.grid_runner import run_grid
 from xstilts.experiment.pipeline import run_experiment
 from xstilts.experiment.resolve import resolve
 from xstilts.experiment.run_folder import RunLock
-from xstilts.modeling import build_encoder, deltas
+from xstilts.modeling import build_encoder, deltas, whole_best
 from xstilts.train import loop
 
 runner = CliRunner()
@@ -451,6 +451,20 @@ def test_a_whole_best_that_does_not_fit_its_config_is_kept_and_said(
     assert result.exit_code == 0, result.output
     assert "kept whole:" in result.output and "does not fit" in result.output
     assert (best / "encoder").is_dir() and not (best / "trained.safetensors").exists()
+
+
+def test_only_a_best_holding_a_whole_encoder_alone_is_rewritten(tmp_path):
+    best = tmp_path / "best"
+    (best / "encoder").mkdir(parents=True)
+    assert whole_best.is_whole_best(best)
+    (best / "base.json").write_text(json.dumps({"layout": "encoder-delta"}))
+    assert whole_best.is_whole_best(best)  # a conversion killed before encoder/ went
+    (best / "base.json").write_text(json.dumps({"layout": "adapters"}))
+    assert not whole_best.is_whole_best(best)  # its trained.safetensors is not a delta
+    (best / "base.json").write_text("[]")
+    assert not whole_best.is_whole_best(best)
+    shutil.rmtree(best / "encoder")
+    assert not whole_best.is_whole_best(best)
 
 
 def test_dry_run_estimates_the_disk_from_parameter_counts(tmp_path):

@@ -36,6 +36,10 @@ BASELINE = "baseline"
 CANDIDATES = {"qa": ("xquad_sentences", 400), "pos": ("ud_pos", 800)}
 """Option label -> (English intermediate task, training examples)."""
 ESTIMATORS = ("logme", "semb")
+ESTIMATOR_NAMES = {
+    "logme": "LogME of the target's English labels on each option's encoder features",
+    "semb": "similarity of each candidate's data to the target's",
+}
 ESTIMATOR_EXAMPLES = 64
 """Target training examples each estimator reads (the estimates take seconds)."""
 INTERMEDIATE_TRAINING = {"learning_rate": 2e-4, "batch_size": 32, "epochs": 1, "max_length": 128}
@@ -114,12 +118,6 @@ def measured_scores(frame: pandas.DataFrame) -> dict[str, dict[str, float]]:
 
 def zero_shot_average(scores: dict[str, float]) -> float:
     return sum(scores[lang] for lang in ZERO_SHOT) / len(ZERO_SHOT)
-
-
-ESTIMATOR_NAMES = {
-    "logme": "LogME of the target's English labels on each option's encoder features",
-    "semb": "similarity of each candidate's data to the target's",
-}
 
 
 def print_predictions(console: Console, selection: SelectionResult, measured: list[str]) -> None:

@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from xstilts.config import ModelConfig
 from xstilts.errors import XstiltsError
-from xstilts.io import atomic_write_json, fsync_dir
+from xstilts.io import atomic_write_json, fsync_dir, read_json
 from xstilts.modeling import deltas
 from xstilts.modeling.deltas import BASE_FILE, DELTA_FILE, ENCODER_LAYOUT
 from xstilts.modeling.encoders import ENCODER_DIR, build_encoder, weights_fingerprint
@@ -30,8 +30,18 @@ CONVERTED_FROM = "a whole encoder (best/encoder, written before deltas)"
 
 
 def is_whole_best(best: Path) -> bool:
-    """Whether ``best`` holds its encoder whole (``best/encoder``)."""
-    return (best / ENCODER_DIR).is_dir()
+    """Whether ``best`` holds its encoder whole (``best/encoder``) and nothing that a
+    delta would overwrite (an adapter phase's files; a conversion killed halfway left
+    an encoder delta, which is written again)."""
+    if not (best / ENCODER_DIR).is_dir():
+        return False
+    if not (best / BASE_FILE).is_file():
+        return True
+    try:
+        base = read_json(best / BASE_FILE)
+    except (OSError, ValueError):
+        return False
+    return isinstance(base, dict) and base.get("layout") == ENCODER_LAYOUT
 
 
 def convert_whole_best(best: Path, model: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> None:
