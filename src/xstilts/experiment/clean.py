@@ -118,8 +118,9 @@ def _delta_bytes(best: Path) -> int:
 
 
 def _scratch(folder: Path) -> list[Path]:
-    """What killed atomic writes left (removed as a run's start would)."""
-    places = [folder, folder / retention.CHECKPOINTS_DIR]
+    """What killed atomic writes (and best-model rewrites) left, removed as a run's
+    start would."""
+    places = [folder, folder / retention.CHECKPOINTS_DIR, folder / BEST_DIR]
     places += sorted((folder / run_folder.STAGES_DIR).glob("*/"))
     return [
         entry

@@ -84,7 +84,11 @@ def convert_whole_best(best: Path, model: ModelConfig, tokenizer: PreTrainedToke
     atomic_write_json(best / BASE_FILE, base)
     fsync_dir(best)
     _check_rebuilds(best, model, tokenizer, whole, fingerprint)
-    shutil.rmtree(best / ENCODER_DIR)
+    # Renamed first: a half-deleted encoder/ would still be loaded in place of the delta.
+    doomed = best / f".{ENCODER_DIR}.removed"
+    shutil.rmtree(doomed, ignore_errors=True)  # left by a removal killed halfway
+    os.replace(best / ENCODER_DIR, doomed)
+    shutil.rmtree(doomed)
 
 
 def _check_rebuilds(
