@@ -27,8 +27,7 @@ side sees every example once: a few dozen steps would each draw other batches, a
 the lengths of the batches drawn, not the loop, would decide the ratio (on a CPU a
 POS step's time follows its padded length). The padding each side's batching leaves
 is printed. Each repetition runs every side once, interleaved, so drifting load hits
-all alike;
-printed: the median examples/s, the min-max spread, and the median of the
+all alike; printed: the median examples/s, the min-max spread, and the median of the
 per-repetition ratios.
 
     python benchmarks/train_throughput.py [--quick] [--tasks ud_pos ...] [--steps N]
@@ -313,7 +312,7 @@ def main() -> None:
     pristine = build_encoder(model_config, tokenizer)
     print(
         f"{args.model} (embeddings and 4 layers frozen), batch {args.batch_size}, "
-        f"{args.steps or 'one epoch of'} steps, max length {args.max_length}, "
+        f"{f'{args.steps} steps' if args.steps else 'one epoch'}, max length {args.max_length}, "
         f"{args.repeats} repetitions, "
         f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"
     )
