@@ -149,8 +149,7 @@ def print_summary(
     table.add_column("language")
     table.add_column("majority label", justify="right")
     for option in options:
-        name = option if option == BASELINE else f"+ {option}\n({CANDIDATES[option][0]})"
-        table.add_column(name, justify="right")
+        table.add_column(option if option == BASELINE else f"+ {option}", justify="right")
     for lang in XQUAD_LANGUAGES:
         name = f"{lang} (trained)" if lang == "en" else f"{lang} (zero-shot)"
         base = scores[BASELINE][lang]
