@@ -97,10 +97,25 @@ def test_the_summary_ranks_the_measured_options_and_prints_each_prediction():
     qa_average = sum(scores["qa"][lang] for lang in ZERO_SHOT) / 3
     measured = f"qa {qa_average:.1f} > baseline 77.0 > pos 72.3"
     assert f"Measured ranking (zero-shot average): {measured}" in text
-    assert "3 s): pos > qa > baseline: NOT the measured order" in text
-    assert f"3 s): qa > pos (cannot score: {BASELINE}): the measured order" in text
+    assert "; 3 s): pos > qa > baseline: NOT the measured order" in text
+    assert f"; 3 s): qa > pos (cannot score: {BASELINE}): the measured order" in text
     assert "at least 25.0 points above the majority label" in text
     assert "81.0 (+6.0)" in text  # German after QA, against the baseline
+
+
+def test_a_checked_selection_prints_each_estimators_cost_share():
+    scores = {
+        option: {lang: 60.0 for lang in XQUAD_LANGUAGES} for option in (BASELINE, "qa", "pos")
+    }
+    orders = {m: [("qa", 1.0), ("pos", 0.5), (BASELINE, 0.0)] for m in ESTIMATORS}
+    checked = SelectionResult(
+        _selection(orders).rankings, evaluation={"logme": {"cost_share": 0.031}}
+    )
+    console = Console(record=True, width=200)
+    print_summary(console, scores, {lang: 50.0 for lang in XQUAD_LANGUAGES}, checked)
+    text = console.export_text()
+    assert "3 s, 3.1% of the target trainings): qa > pos > baseline" in text
+    assert "; 3 s): qa > pos > baseline" in text  # semb: not in the evaluation
 
 
 def test_a_baseline_at_the_majority_level_is_called_so():

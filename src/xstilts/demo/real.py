@@ -121,8 +121,9 @@ def zero_shot_average(scores: dict[str, float]) -> float:
 
 
 def print_predictions(console: Console, selection: SelectionResult, measured: list[str]) -> None:
-    """Each estimator's ranking, one line each (the tables are printed above), and
-    whether it orders the options it scores as the measurement does."""
+    """Each estimator's ranking, one line each (the tables are printed above), whether
+    it orders the options it scores as the measurement does, and what it cost against
+    the target trainings (where the selection was checked against the runs)."""
     for method in ESTIMATORS:
         ranking = selection.ranking(method, TARGET)
         scored = [r.option for r in ranking.ranked if r.estimate.value is not None]
@@ -131,8 +132,12 @@ def print_predictions(console: Console, selection: SelectionResult, measured: li
         if unscored:
             line += f" (cannot score: {', '.join(unscored)})"
         agrees = scored == [option for option in measured if option in scored]
+        cost = f"{ranking.seconds:.0f} s"
+        share = (selection.evaluation or {}).get(method, {}).get("cost_share")
+        if share is not None:
+            cost += f", {100 * share:.1f}% of the target trainings"
         console.print(
-            f"  {method} ({ESTIMATOR_NAMES[method]}, {ranking.seconds:.0f} s): {line}: "
+            f"  {method} ({ESTIMATOR_NAMES[method]}; {cost}): {line}: "
             f"{'the measured order' if agrees else 'NOT the measured order'}",
             highlight=False,
         )

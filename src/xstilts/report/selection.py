@@ -70,6 +70,9 @@ def selection_figure(saved: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
+    # One colour per option across every panel, so an option reads the same everywhere.
+    options = sorted({option for _, target in panels for option in target["options"]})
+    colours = {option: f"C{index % 10}" for index, option in enumerate(options)}
     for ax, (method, target) in zip(axes.flat, panels, strict=False):
         points = [
             (estimate, measured["zero-shot"], option)
@@ -79,7 +82,7 @@ def selection_figure(saved: dict[str, Any], path: Path) -> Path:
             if estimate is not None and measured["zero-shot"] is not None
         ]
         for x, y, label in points:
-            ax.scatter(x, y, s=14)
+            ax.scatter(x, y, s=14, color=colours[label])
             ax.annotate(label, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
         ax.set_title(f"{method}: {target['target']}", fontsize=8)
         ax.set_xlabel("estimate", fontsize=7)
