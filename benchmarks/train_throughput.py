@@ -76,7 +76,9 @@ from xstilts.train.loop import TrainTask, train_phase
 
 MODEL = "multilingual-e5-small"
 TASKS = ("xquad_sentences", "ud_pos", "xquad_qnli")
-EVAL_SPLITS = {"xquad_sentences": "test", "ud_pos": "validation", "xquad_qnli": "test"}
+EVAL_SPLITS = {"xquad_sentences": "test", "ud_pos": "train", "xquad_qnli": "test"}
+"""Evaluated for throughput (the scores do not matter). UD POS reads its 1,600 training
+sentences: its validation split has 178, three batches of 64, too few to reorder."""
 LEARNING_RATE = 5e-5
 
 
