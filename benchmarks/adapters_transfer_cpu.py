@@ -29,9 +29,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from xquad_setup import INTERMEDIATE, MODEL, TARGET, whole_sentence_levels, write_setup_data
+from xquad_setup import INTERMEDIATE, MODEL, TARGET, whole_sentence_levels
 
 from xstilts.config import ExperimentConfig, parse_config
+from xstilts.demo.real import write_demo_data
 from xstilts.experiment.pipeline import run_experiment
 from xstilts.model_store import is_installed
 from xstilts.model_store.install import install
@@ -96,7 +97,7 @@ def main() -> None:
         install(MODEL, console)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
-        data = write_setup_data(out)
+        data = write_demo_data(out)
         planned = options(data.data_dir, data.task_file, data.cache_dir, args.adapter_lr)
         planned = {k: v for k, v in planned.items() if args.only is None or k in args.only}
         rows: dict[str, list[dict[str, Any]]] = {label: [] for label in planned}

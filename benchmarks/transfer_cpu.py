@@ -28,10 +28,10 @@ from xquad_setup import (
     TARGET,
     setup_configs,
     whole_sentence_levels,
-    write_setup_data,
 )
 
 from xstilts.config import AdversarialConfig, ExperimentConfig
+from xstilts.demo.real import write_demo_data
 from xstilts.experiment.pipeline import run_experiment
 from xstilts.model_store import is_installed
 from xstilts.model_store.install import install
@@ -64,7 +64,7 @@ def main() -> None:
         install(MODEL, console)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
-        data = write_setup_data(out)
+        data = write_demo_data(out)
         planned = experiments(setup_configs(data), args.adversarial)
         scores: Scores = {label: [] for label, _ in planned}
         timings = Table(title="wall time per experiment")

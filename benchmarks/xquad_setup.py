@@ -3,37 +3,24 @@ measure (the demo's recipe until the demo moved to the QNLI-style pairs): extrac
 QA trained on the English questions of 30 XQuAD articles, tested on 12 other articles
 in English, German, Chinese and Arabic; English POS tagging (800 UD EWT sentences) as
 the intermediate task; multilingual-e5-small with the embeddings and the lowest four
-layers frozen, one epoch a phase."""
+layers frozen, one epoch a phase. Its data is the demo's (``xstilts.demo.real.write_demo_data``)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from xstilts.config import ExperimentConfig, parse_config
+from xstilts.demo.real import DemoData
 from xstilts.metrics import get_metric
-from xstilts.samples import XQUAD_LANGUAGES, write_stand_ins
+from xstilts.samples import XQUAD_LANGUAGES
 
 MODEL = "multilingual-e5-small"
 TARGET = "xquad_sentences"
 INTERMEDIATE = "ud_pos"
 
 
-@dataclass(frozen=True)
-class SetupData:
-    data_dir: Path
-    task_file: Path
-    cache_dir: Path
-
-
-def write_setup_data(out: Path) -> SetupData:
-    data_dir = out / "data"
-    return SetupData(data_dir, write_stand_ins(data_dir), out / "cache")
-
-
-def setup_configs(data: SetupData) -> tuple[ExperimentConfig, ExperimentConfig]:
+def setup_configs(data: DemoData) -> tuple[ExperimentConfig, ExperimentConfig]:
     """The baseline and the intermediate-task experiment."""
     target_training = {"learning_rate": 2e-4, "batch_size": 16, "epochs": 1, "max_length": 128}
     base: dict[str, Any] = {
@@ -65,7 +52,7 @@ def setup_configs(data: SetupData) -> tuple[ExperimentConfig, ExperimentConfig]:
     return baseline, with_intermediate
 
 
-def whole_sentence_levels(data: SetupData) -> dict[str, float]:
+def whole_sentence_levels(data: DemoData) -> dict[str, float]:
     """Per test language, the F1 of answering every question with its whole context
     sentence: what a model gets without locating the answer."""
     metric = get_metric("squad")

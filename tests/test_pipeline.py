@@ -166,6 +166,42 @@ def test_bf16_mixed_precision_runs_on_cpu(tiny_config, tmp_path):
     assert "mixed_precision: bf16" in (outcome.run_dir / "config.yaml").read_text()
 
 
+def test_every_step_clips_the_gradients_of_the_trainable_parameters(
+    tiny_config, tmp_path, monkeypatch
+):
+    # The list of parameters to clip is taken once before the loop: every step must
+    # still clip exactly the parameters that train, and leave their norm at the limit.
+    from accelerate import Accelerator
+
+    from xstilts.modeling.multitask import MultiTaskModel
+
+    models: list[MultiTaskModel] = []
+    init, clip = MultiTaskModel.__init__, Accelerator.clip_grad_norm_
+    steps: list[tuple[set[int], float]] = []
+
+    def remembered(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        models.append(self)
+
+    def recording(self, parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        norm = clip(self, parameters, max_norm, *args, **kwargs)
+        grads = [p.grad.norm() for p in parameters if p.grad is not None]
+        steps.append(({id(p) for p in parameters}, float(torch.stack(grads).norm())))
+        return norm
+
+    monkeypatch.setattr(MultiTaskModel, "__init__", remembered)
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording)
+    config = tiny_config(model__freeze_layers=1, target__training__max_grad_norm=1e-3)
+    run_experiment(config, tmp_path)
+    model = models[0]  # the one trained (evaluation builds its own afterwards)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert 0 < len(trainable) < len(list(model.parameters()))  # a frozen layer is left out
+    assert len(steps) == 15
+    for clipped, norm in steps:
+        assert clipped == trainable and norm <= 1e-3 * 1.0001
+
+
 def test_training_steps_run_in_train_mode_and_validation_in_eval_mode(
     tiny_config, tmp_path, monkeypatch
 ):

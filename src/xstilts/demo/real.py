@@ -35,11 +35,11 @@ TARGET = "xquad_qnli"
 BASELINE = "baseline"
 CANDIDATES = {"qa": ("xquad_sentences", 400), "pos": ("ud_pos", 800)}
 """Option label -> (English intermediate task, training examples)."""
-ESTIMATORS = ("logme", "semb")
 ESTIMATOR_NAMES = {
     "logme": "LogME of the target's English labels on each option's encoder features",
     "semb": "similarity of each candidate's data to the target's",
 }
+ESTIMATORS = tuple(ESTIMATOR_NAMES)
 ESTIMATOR_EXAMPLES = 64
 """Target training examples each estimator reads (the estimates take seconds)."""
 INTERMEDIATE_TRAINING = {"learning_rate": 2e-4, "batch_size": 32, "epochs": 1, "max_length": 128}

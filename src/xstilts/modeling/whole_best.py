@@ -83,7 +83,7 @@ def convert_whole_best(best: Path, model: ModelConfig, tokenizer: PreTrainedToke
     }
     atomic_write_json(best / BASE_FILE, base)
     fsync_dir(best)
-    _check_rebuilds(best, model, tokenizer, whole, fingerprint)
+    _check_rebuilds(best, model, pretrained, whole, fingerprint)
     # Renamed first: a half-deleted encoder/ would still be loaded in place of the delta.
     doomed = best / f".{ENCODER_DIR}.removed"
     shutil.rmtree(doomed, ignore_errors=True)  # left by a removal killed halfway
@@ -94,13 +94,14 @@ def convert_whole_best(best: Path, model: ModelConfig, tokenizer: PreTrainedToke
 def _check_rebuilds(
     best: Path,
     model: ModelConfig,
-    tokenizer: PreTrainedTokenizerBase,
+    pretrained: torch.nn.Module,
     whole: torch.nn.Module,
     fingerprint: str,
 ) -> None:
-    rebuilt = build_encoder(model, tokenizer)
-    deltas.apply_delta(rebuilt, best, fingerprint, model.display_name)
-    ours, theirs = rebuilt.state_dict(), whole.state_dict()
+    """Put the written delta on ``pretrained`` (not needed otherwise any more: the row
+    reference is a copy) and compare it with ``whole``."""
+    deltas.apply_delta(pretrained, best, fingerprint, model.display_name)
+    ours, theirs = pretrained.state_dict(), whole.state_dict()
     differing = [n for n in theirs if n not in ours or not _same_bits(ours[n], theirs[n])]
     if differing:
         for written in (best / DELTA_FILE, best / BASE_FILE):
