@@ -109,6 +109,30 @@ def test_each_scale_has_a_report_whose_comparisons_name_its_options(study):
     assert _scaled("adapters", "cpu").report.metric == "f1"
 
 
+@pytest.mark.parametrize("study", ["families_xtremer", "paper"])
+def test_cpu_scale_estimates_read_what_its_short_target_runs_read(study, tmp_path, monkeypatch):
+    """The CPU scales' selection settings reach `xstilts select` when no flag is given;
+    a flag wins over them, and the full scale keeps the estimators' defaults."""
+    from xstilts import api
+    from xstilts.selection import command
+
+    used: list[Any] = []
+    monkeypatch.setattr(
+        command,
+        "run_select",
+        lambda grid, out, methods, settings, *a, **k: used.append((methods, settings)),
+    )
+    path = STUDIES / f"{study}.yaml"
+    api.select(path, tmp_path, overrides=["scale=cpu"])
+    api.select(path, tmp_path, "semb", overrides=["scale=cpu"], max_examples=200)
+    api.select(path, tmp_path)
+    (cpu_methods, cpu), (_, flagged), (_, full) = used
+    assert cpu_methods == ["logme"]
+    assert (cpu.max_examples, cpu.fewshot_steps) == (64, 5)
+    assert (flagged.max_examples, flagged.fewshot_steps) == (200, 5)
+    assert (full.max_examples, full.fewshot_steps) == (1000, 10)
+
+
 def test_a_report_naming_an_unknown_option_fails_before_any_work(tmp_path, monkeypatch):
     monkeypatch.chdir(STUDIES.parent.parent)
     payload = _payload("multitask_pawsx")

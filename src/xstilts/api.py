@@ -456,8 +456,10 @@ def select(
         evaluate: Check the rankings against the grid's finished runs (Spearman,
             NDCG@3, regret@1/@3, beside the size and random baselines, and the cost).
         overrides: Grid keys to override, as for `run_grid`.
-        max_examples: Training examples each estimator reads per dataset.
-        fewshot_steps: ``fewshot``: target training steps.
+        max_examples: Training examples each estimator reads per dataset; default:
+            the grid's ``selection.max_examples``, else 1000.
+        fewshot_steps: ``fewshot``: target training steps; default: the grid's
+            ``selection.fewshot_steps``, else 10.
         console: Where the ranking tables go; default: standard output.
 
     Returns:

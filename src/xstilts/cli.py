@@ -689,10 +689,19 @@ def select(
     ] = False,
     max_examples: Annotated[
         int | None,
-        typer.Option("--max-examples", help="Training examples read per dataset (default 1000)."),
+        typer.Option(
+            "--max-examples",
+            help="Training examples read per dataset (default: the grid's "
+            "selection.max_examples, else 1000).",
+        ),
     ] = None,
     fewshot_steps: Annotated[
-        int | None, typer.Option("--fewshot-steps", help="fewshot: target training steps.")
+        int | None,
+        typer.Option(
+            "--fewshot-steps",
+            help="fewshot: target training steps (default: the grid's "
+            "selection.fewshot_steps, else 10).",
+        ),
     ] = None,
 ) -> None:
     """Rank each target's intermediate options with transferability estimates, before
