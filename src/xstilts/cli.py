@@ -199,10 +199,10 @@ def clean(
         raise XstiltsError(f"--keep {keep}: expected one of {', '.join(KEEP_CHOICES)}")
     cleaned = clean_folder(folder, keep, dry_run=dry_run)  # type: ignore[arg-type]
     verb = "would free" if dry_run else "freed"
+    upto = "up to " if dry_run else ""  # a rewrite's saving is known once it is done
     for path, size in cleaned.removed:
         console.print(f"{gigabytes(size):>10}  {path}", highlight=False)
     for path, size in cleaned.converted:
-        upto = "up to " if dry_run else ""
         console.print(
             f"{upto}{gigabytes(size):>10}  {path}: whole encoder rewritten as its delta",
             highlight=False,
@@ -213,7 +213,7 @@ def clean(
         console.print(f"skipped (in use by a running process): {path}", highlight=False)
     places = len(cleaned.removed) + len(cleaned.converted)
     console.print(
-        f"{verb} {'up to ' if dry_run and cleaned.converted else ''}"
+        f"{verb} {upto if cleaned.converted else ''}"
         f"{gigabytes(cleaned.freed)} in {places} places under {folder} (--keep {keep})",
         highlight=False,
     )
@@ -253,7 +253,6 @@ def _real_demo(out: Path) -> None:
     from xstilts.api import results, run_grid, select
     from xstilts.demo.real import (
         CANDIDATES,
-        ESTIMATOR_EXAMPLES,
         ESTIMATORS,
         MODEL,
         TARGET,
@@ -284,20 +283,13 @@ def _real_demo(out: Path) -> None:
     data = write_demo_data(out)
     grid = demo_grid(data)
     console.rule("1. intermediate training, then each option ranked before any target training")
-    select(grid, out, list(ESTIMATORS), max_examples=ESTIMATOR_EXAMPLES, console=console)
+    select(grid, out, list(ESTIMATORS), console=console)
     console.rule("2. the target trained from each option")
     run_grid(grid, out, console=console).check()
     console.rule("3. measured against predicted")
     # The same estimates (kept, so free) checked against the runs: their cost, and the
     # predicted-against-measured section of `xstilts report`.
-    checked = select(
-        grid,
-        out,
-        list(ESTIMATORS),
-        evaluate=True,
-        max_examples=ESTIMATOR_EXAMPLES,
-        console=Console(quiet=True),
-    )
+    checked = select(grid, out, list(ESTIMATORS), evaluate=True, console=Console(quiet=True))
     print_summary(console, measured_scores(results(out)), majority_levels(data), checked)
     console.print(f"runs: {out / 'runs'}; the grid's report: xstilts report {out}")
 

@@ -93,6 +93,7 @@ def demo_grid(data: DemoData) -> dict[str, Any]:
             "evaluation": {"languages": list(XQUAD_LANGUAGES)},
             "runtime": {"mixed_precision": "no"},
         },
+        "selection": {"max_examples": ESTIMATOR_EXAMPLES},
     }
 
 
